@@ -1,0 +1,32 @@
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """One change: who (and through which token), what, on what, in which team, from where."""
+
+    team = models.ForeignKey("teams.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept in clear so the trail survives the user or the token being deleted.
+    actor_label = models.CharField(max_length=200)
+    token = models.ForeignKey(
+        "tokens.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token_prefix = models.CharField(max_length=20, blank=True)
+    via = models.CharField(max_length=20, default="api")
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=64)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("-id",)
+        indexes = [models.Index(fields=["team", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.target_label}"

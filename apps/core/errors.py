@@ -1,0 +1,71 @@
+"""Typed errors that services raise. The API turns each into the one JSON error shape
+(apps.core.api.errors); the portal turns them into form errors."""
+
+from typing import Any
+
+
+class PandaError(Exception):
+    """An error the user can act on."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: dict[str, list[str]] | None = None,
+        code: str | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.fields = fields or {}
+        self.extra = extra
+
+
+class ValidationFailed(PandaError):
+    status_code = 400
+    code = "invalid"
+
+
+class NotFound(PandaError):
+    """Missing, or not yours: the same answer for both so ids never leak."""
+
+    status_code = 404
+    code = "not_found"
+
+    def __init__(self, message: str = "Not found.", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+
+
+class PermissionDenied(PandaError):
+    status_code = 403
+    code = "permission_denied"
+
+
+class Conflict(PandaError):
+    status_code = 409
+    code = "conflict"
+
+
+class QuotaExceeded(PandaError):
+    status_code = 403
+    code = "quota_exceeded"
+
+    def __init__(self, *, limit: str, maximum: int, current: int, requested: int, plan: str) -> None:
+        super().__init__(
+            f"The {plan} plan allows {limit} = {maximum}; this would make it {current + requested}.",
+            limit=limit,
+            maximum=maximum,
+            current=current,
+            requested=requested,
+            plan=plan,
+        )
+
+
+class TeamSuspended(PandaError):
+    status_code = 403
+    code = "team_suspended"

@@ -1,0 +1,281 @@
+from typing import Any, ClassVar
+
+from django.db import models
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.generics import ListCreateAPIView
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.core.actors import Actor
+from apps.core.api.views import TeamScopedViewSet
+from apps.core.capabilities import Capability
+from apps.core.errors import PermissionDenied
+from apps.teams import selectors, services
+from apps.teams.api import serializers as s
+from apps.teams.models import Project
+
+
+class TeamListView(ListCreateAPIView):
+    """Your teams; create a team (you become its owner)."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = s.TeamOutput
+
+    def get_queryset(self) -> models.QuerySet:
+        return selectors.team_list(actor=Actor.from_request(self.request))
+
+    @extend_schema(request=s.TeamCreateInput, responses={201: s.TeamOutput})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        actor = Actor.from_request(request)
+        if actor.token is not None:
+            raise PermissionDenied("Only a person, signed in, can create a team; tokens cannot.")
+        data = s.TeamCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        team = services.team_create(actor=actor, **data.validated_data)
+        team.my_role = "owner"
+        return Response(s.TeamOutput(team).data, status=status.HTTP_201_CREATED)
+
+
+class TeamViewSet(TeamScopedViewSet):
+    """One team: read it, rename it, delete it (owner), transfer ownership (owner)."""
+
+    serializer_class = s.TeamOutput
+    capability_map: ClassVar = {
+        "retrieve": Capability.VIEW,
+        "partial_update": Capability.MANAGE_TEAM,
+        "destroy": Capability.MANAGE_TEAM,
+        "transfer": Capability.MANAGE_TEAM,
+    }
+
+    def _team(self) -> Any:
+        team = self.ctx.team
+        team.my_role = self.ctx.role.value
+        return team
+
+    def retrieve(self, request: Request, team: str) -> Response:
+        return self.output(self._team())
+
+    @extend_schema(request=s.TeamUpdateInput)
+    def partial_update(self, request: Request, team: str) -> Response:
+        self.input_serializer_class = s.TeamUpdateInput
+        services.team_update(actor=self.actor, team=self.ctx.team, **self.validated_input(request))
+        return self.output(self._team())
+
+    @extend_schema(request=s.ConfirmInput, responses={204: None})
+    def destroy(self, request: Request, team: str) -> Response:
+        self.input_serializer_class = s.ConfirmInput
+        services.team_delete(actor=self.actor, team=self.ctx.team, **self.validated_input(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=s.TransferInput, responses={200: s.MembershipOutput})
+    @action(detail=False, methods=["post"])
+    def transfer(self, request: Request, team: str) -> Response:
+        self.input_serializer_class = s.TransferInput
+        to = services.member_of_team(self.ctx.team, self.validated_input(request)["user"])
+        membership = services.team_transfer_ownership(actor=self.actor, team=self.ctx.team, to=to)
+        return Response(s.MembershipOutput(membership).data)
+
+
+class MemberViewSet(TeamScopedViewSet):
+    """The team's people and their roles. Adding an unknown e-mail creates the account."""
+
+    serializer_class = s.MembershipOutput
+    lookup_field = "user_id"
+    lookup_url_kwarg = "user"
+    capability_map: ClassVar = {
+        "list": Capability.VIEW,
+        "create": Capability.MANAGE_MEMBERS,
+        "retrieve": Capability.VIEW,
+        "partial_update": Capability.MANAGE_MEMBERS,
+        "destroy": Capability.MANAGE_MEMBERS,
+    }
+
+    def base_queryset(self) -> models.QuerySet:
+        return selectors.member_queryset()
+
+    @extend_schema(request=s.MemberAddInput, responses={201: s.MembershipOutput})
+    def create(self, request: Request, team: str) -> Response:
+        self.input_serializer_class = s.MemberAddInput
+        membership = services.membership_add(ctx=self.ctx, **self.validated_input(request))
+        return self.output(membership, status_code=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.MemberUpdateInput)
+    def partial_update(self, request: Request, team: str, user: str) -> Response:
+        self.input_serializer_class = s.MemberUpdateInput
+        membership = services.membership_change_role(
+            ctx=self.ctx, membership=self.object, **self.validated_input(request)
+        )
+        return self.output(membership)
+
+    def destroy(self, request: Request, team: str, user: str) -> Response:
+        services.membership_remove(ctx=self.ctx, membership=self.object)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProjectViewSet(TeamScopedViewSet):
+    serializer_class = s.ProjectOutput
+    queryset = Project.objects.all()
+    lookup_field = "slug"
+    lookup_url_kwarg = "project"
+    capability_map: ClassVar = {
+        "list": Capability.VIEW,
+        "create": Capability.MANAGE_APPS,
+        "retrieve": Capability.VIEW,
+        "partial_update": Capability.MANAGE_APPS,
+        "destroy": Capability.DELETE,
+    }
+
+    @extend_schema(request=s.ProjectCreateInput, responses={201: s.ProjectOutput})
+    def create(self, request: Request, team: str) -> Response:
+        self.input_serializer_class = s.ProjectCreateInput
+        project = services.project_create(ctx=self.ctx, **self.validated_input(request))
+        return self.output(project, status_code=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ProjectUpdateInput)
+    def partial_update(self, request: Request, team: str, project: str) -> Response:
+        self.input_serializer_class = s.ProjectUpdateInput
+        updated = services.project_update(ctx=self.ctx, project=self.object, **self.validated_input(request))
+        return self.output(updated)
+
+    @extend_schema(request=s.ConfirmInput, responses={204: None})
+    def destroy(self, request: Request, team: str, project: str) -> Response:
+        self.input_serializer_class = s.ConfirmInput
+        services.project_delete(ctx=self.ctx, project=self.object, **self.validated_input(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GrantViewSet(TeamScopedViewSet):
+    """Object grants on one project: a member or a team group gets one capability on the project
+    and everything in it, beyond their role."""
+
+    serializer_class = s.GrantOutput
+    lookup_field = "grant"
+    lookup_url_kwarg = "grant"
+    capability_map: ClassVar = {
+        "list": Capability.VIEW,
+        "create": Capability.MANAGE_MEMBERS,
+        "retrieve": Capability.VIEW,
+        "destroy": Capability.MANAGE_MEMBERS,
+    }
+
+    def get_parent(self) -> Project:
+        return self.ctx.get(Project.objects.all(), slug=self.kwargs["project"])
+
+    def get_object(self) -> Any:
+        return services.grant_get(obj=self.parent, grant=self.kwargs["grant"])
+
+    def object_for_check(self, obj: Any) -> Any:
+        return self.parent
+
+    @staticmethod
+    def _row(row: Any) -> dict[str, Any]:
+        is_user = hasattr(row, "user_id")
+        return {
+            "id": services.grant_id(row),
+            "capability": row.permission.codename,
+            "user": row.user if is_user else None,
+            "group": None if is_user else row.group.team_group.slug,
+            "created_at": row.created_at,
+        }
+
+    def list(self, request: Request, team: str, project: str) -> Response:
+        # Two small tables (user grants, group grants) listed as one; a project has few grants, so
+        # the list is one page ordered by kind then id.
+        users = self.parent.user_grants.select_related("permission", "user").order_by("id")
+        groups = self.parent.group_grants.select_related("permission", "group__team_group").order_by("id")
+        rows = [self._row(r) for r in [*users, *groups]]
+        return Response({"next": None, "previous": None, "results": s.GrantOutput(rows, many=True).data})
+
+    def retrieve(self, request: Request, team: str, project: str, grant: str) -> Response:
+        return Response(s.GrantOutput(self._row(self.object)).data)
+
+    @extend_schema(request=s.GrantCreateInput, responses={201: s.GrantOutput})
+    def create(self, request: Request, team: str, project: str) -> Response:
+        self.input_serializer_class = s.GrantCreateInput
+        data = self.validated_input(request)
+        row, created = services.grant_create(
+            ctx=self.ctx,
+            obj=self.parent,
+            capability=data["capability"],
+            user_id=data.get("user"),
+            group_slug=data.get("group"),
+        )
+        return Response(
+            s.GrantOutput(self._row(row)).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    def destroy(self, request: Request, team: str, project: str, grant: str) -> Response:
+        services.grant_revoke(ctx=self.ctx, obj=self.parent, row=self.object)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GroupViewSet(TeamScopedViewSet):
+    serializer_class = s.GroupOutput
+    lookup_field = "slug"
+    lookup_url_kwarg = "group"
+    capability_map: ClassVar = {
+        "list": Capability.VIEW,
+        "create": Capability.MANAGE_MEMBERS,
+        "retrieve": Capability.VIEW,
+        "partial_update": Capability.MANAGE_MEMBERS,
+        "destroy": Capability.MANAGE_MEMBERS,
+    }
+
+    def base_queryset(self) -> models.QuerySet:
+        return selectors.group_queryset()
+
+    @extend_schema(request=s.GroupCreateInput, responses={201: s.GroupOutput})
+    def create(self, request: Request, team: str) -> Response:
+        self.input_serializer_class = s.GroupCreateInput
+        group = services.group_create(ctx=self.ctx, **self.validated_input(request))
+        return self.output(selectors.group_queryset().get(pk=group.pk), status_code=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.GroupUpdateInput)
+    def partial_update(self, request: Request, team: str, group: str) -> Response:
+        self.input_serializer_class = s.GroupUpdateInput
+        services.group_update(ctx=self.ctx, group=self.object, **self.validated_input(request))
+        return self.output(selectors.group_queryset().get(pk=self.object.pk))
+
+    def destroy(self, request: Request, team: str, group: str) -> Response:
+        services.group_delete(ctx=self.ctx, group=self.object)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ServiceAccountViewSet(TeamScopedViewSet):
+    """Team robots for CI: their tokens keep working when people leave."""
+
+    serializer_class = s.ServiceAccountOutput
+    lookup_field = "slug"
+    lookup_url_kwarg = "service_account"
+    capability_map: ClassVar = {
+        "list": Capability.VIEW,
+        "create": Capability.MANAGE_MEMBERS,
+        "retrieve": Capability.VIEW,
+        "partial_update": Capability.MANAGE_MEMBERS,
+        "destroy": Capability.MANAGE_MEMBERS,
+    }
+
+    def base_queryset(self) -> models.QuerySet:
+        return selectors.service_account_queryset()
+
+    @extend_schema(request=s.ServiceAccountCreateInput, responses={201: s.ServiceAccountOutput})
+    def create(self, request: Request, team: str) -> Response:
+        self.input_serializer_class = s.ServiceAccountCreateInput
+        account = services.service_account_create(ctx=self.ctx, **self.validated_input(request))
+        return self.output(
+            selectors.service_account_queryset().get(pk=account.pk), status_code=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(request=s.ServiceAccountUpdateInput)
+    def partial_update(self, request: Request, team: str, service_account: str) -> Response:
+        self.input_serializer_class = s.ServiceAccountUpdateInput
+        services.service_account_update(ctx=self.ctx, account=self.object, **self.validated_input(request))
+        return self.output(selectors.service_account_queryset().get(pk=self.object.pk))
+
+    def destroy(self, request: Request, team: str, service_account: str) -> Response:
+        services.service_account_delete(ctx=self.ctx, account=self.object)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,52 @@
+"""The REST API, version 1. Everything a team owns hangs under /api/v1/teams/{team}/."""
+
+from django.urls import include, path
+
+from apps.accounts.api import MeView
+from apps.audit.api.views import AuditEventViewSet
+from apps.teams.api import views as teams
+from apps.tokens.api.views import TokenViewSet
+
+LIST = {"get": "list", "post": "create"}
+DETAIL = {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+
+team_routes = [
+    path(
+        "",
+        teams.TeamViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="team-detail",
+    ),
+    path("transfer/", teams.TeamViewSet.as_view({"post": "transfer"}), name="team-transfer"),
+    path("members/", teams.MemberViewSet.as_view(LIST), name="member-list"),
+    path("members/<str:user>/", teams.MemberViewSet.as_view(DETAIL), name="member-detail"),
+    path("projects/", teams.ProjectViewSet.as_view(LIST), name="project-list"),
+    path("projects/<str:project>/", teams.ProjectViewSet.as_view(DETAIL), name="project-detail"),
+    path("projects/<str:project>/grants/", teams.GrantViewSet.as_view(LIST), name="grant-list"),
+    path(
+        "projects/<str:project>/grants/<str:grant>/",
+        teams.GrantViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
+        name="grant-detail",
+    ),
+    path("groups/", teams.GroupViewSet.as_view(LIST), name="group-list"),
+    path("groups/<str:group>/", teams.GroupViewSet.as_view(DETAIL), name="group-detail"),
+    path("service-accounts/", teams.ServiceAccountViewSet.as_view(LIST), name="service-account-list"),
+    path(
+        "service-accounts/<str:service_account>/",
+        teams.ServiceAccountViewSet.as_view(DETAIL),
+        name="service-account-detail",
+    ),
+    path("tokens/", TokenViewSet.as_view(LIST), name="token-list"),
+    path(
+        "tokens/<str:token>/",
+        TokenViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
+        name="token-detail",
+    ),
+    path("tokens/<str:token>/revoke/", TokenViewSet.as_view({"post": "revoke"}), name="token-revoke"),
+    path("audit-events/", AuditEventViewSet.as_view({"get": "list"}), name="audit-event-list"),
+]
+
+urlpatterns = [
+    path("me/", MeView.as_view(), name="me"),
+    path("teams/", teams.TeamListView.as_view(), name="team-list"),
+    path("teams/<str:team>/", include(team_routes)),
+]
