@@ -17,6 +17,7 @@ team_routes = [
         name="team-detail",
     ),
     path("transfer/", teams.TeamViewSet.as_view({"post": "transfer"}), name="team-transfer"),
+    path("leave/", teams.TeamViewSet.as_view({"post": "leave"}), name="team-leave"),
     path("members/", teams.MemberViewSet.as_view(LIST), name="member-list"),
     path("members/<str:user>/", teams.MemberViewSet.as_view(DETAIL), name="member-detail"),
     path("projects/", teams.ProjectViewSet.as_view(LIST), name="project-list"),

@@ -60,8 +60,13 @@ def make_token(
     team: Team, user: User, scopes: list[str] | None = None, projects: list[str] | None = None, **kw: Any
 ) -> tuple[ApiToken, str]:
     return token_create(
-        actor=Actor.system("test"), team=team, user=user, name=kw.pop("name", "test"),
-        scopes=ALL_SCOPES if scopes is None else scopes, project_slugs=projects, **kw,
+        actor=Actor.system("test"),
+        team=team,
+        user=user,
+        name=kw.pop("name", "test"),
+        scopes=ALL_SCOPES if scopes is None else scopes,
+        project_slugs=projects,
+        **kw,
     )
 
 

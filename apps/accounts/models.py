@@ -15,9 +15,7 @@ class User(AbstractUser):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                Lower("email"), condition=~models.Q(email=""), name="user_email_unique_ci"
-            ),
+            models.UniqueConstraint(Lower("email"), condition=~models.Q(email=""), name="user_email_unique_ci"),
         ]
 
     def __str__(self) -> str:

@@ -10,7 +10,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     list_display = (
         "created_at",
-        "team",
+        "team_slug",
         "actor_label",
         "token_prefix",
         "via",
@@ -18,9 +18,8 @@ class AuditEventAdmin(admin.ModelAdmin):
         "target_label",
         "ip",
     )
-    list_filter = ("action", "via", "team")
-    search_fields = ("actor_label", "target_label", "action", "token_prefix")
-    list_select_related = ("team",)
+    list_filter = ("action", "via")
+    search_fields = ("actor_label", "target_label", "action", "token_prefix", "team_slug")
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:

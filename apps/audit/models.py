@@ -5,15 +5,15 @@ from django.db import models
 class AuditEvent(models.Model):
     """One change: who (and through which token), what, on what, in which team, from where."""
 
-    team = models.ForeignKey("teams.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # The trail outlives what it describes: deleting a team, user or token keeps their rows, with
+    # the names kept in clear beside the (then null) foreign keys.
+    team = models.ForeignKey("teams.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    team_slug = models.CharField(max_length=40, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Kept in clear so the trail survives the user or the token being deleted.
     actor_label = models.CharField(max_length=200)
-    token = models.ForeignKey(
-        "tokens.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    token = models.ForeignKey("tokens.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     token_prefix = models.CharField(max_length=20, blank=True)
     via = models.CharField(max_length=20, default="api")
     action = models.CharField(max_length=64, db_index=True)

@@ -19,6 +19,7 @@ def audit_record(
     token = actor.token
     return AuditEvent.objects.create(
         team=team,
+        team_slug=team.slug if team is not None else "",
         actor=actor.user,
         actor_label=actor.label,
         token=token,

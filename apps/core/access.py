@@ -31,9 +31,7 @@ def resolve_team(actor: Actor, slug: str) -> TeamContext:
     if actor.user is None:
         raise NotFound()
     membership = (
-        Membership.objects.select_related("team", "team__plan")
-        .filter(team__slug=slug, user=actor.user)
-        .first()
+        Membership.objects.select_related("team", "team__plan").filter(team__slug=slug, user=actor.user).first()
     )
     if membership is None or (actor.token is not None and actor.token.team_id != membership.team_id):
         raise NotFound()
@@ -90,9 +88,7 @@ class TeamContext:
             raise PermissionDenied("Only a person, signed in, can do this; tokens cannot.")
 
     # -- querysets ------------------------------------------------------------------------------
-    def restrict(
-        self, queryset: models.QuerySet, capability: Capability = Capability.VIEW
-    ) -> models.QuerySet:
+    def restrict(self, queryset: models.QuerySet, capability: Capability = Capability.VIEW) -> models.QuerySet:
         """`queryset` narrowed to what this caller may `capability` in this team."""
         model = queryset.model
         queryset = queryset.filter(team=self.team)

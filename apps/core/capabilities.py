@@ -70,22 +70,16 @@ MATRIX: dict[Capability, CapabilityRule] = {
         CapabilityRule(
             Capability.VIEW, "View apps, deployments, databases, cron jobs, alerts, metrics", _ALL, Scope.READ
         ),
-        CapabilityRule(
-            Capability.VIEW_LOGS, "View build, deploy, runtime and cron logs", _DEVELOPER_UP, Scope.LOGS
-        ),
+        CapabilityRule(Capability.VIEW_LOGS, "View build, deploy, runtime and cron logs", _DEVELOPER_UP, Scope.LOGS),
         CapabilityRule(Capability.DEPLOY, "Deploy, roll back, restart", _DEVELOPER_UP, Scope.DEPLOY),
-        CapabilityRule(
-            Capability.CHANGE_CONFIG, "Scale and change app configuration", _DEVELOPER_UP, Scope.DEPLOY
-        ),
+        CapabilityRule(Capability.CHANGE_CONFIG, "Scale and change app configuration", _DEVELOPER_UP, Scope.DEPLOY),
         CapabilityRule(
             Capability.MANAGE_APPS,
             "Create and change projects, apps, edge functions",
             _DEVELOPER_UP,
             Scope.DEPLOY,
         ),
-        CapabilityRule(
-            Capability.MANAGE_SECRETS, "Set and unset variables and secrets", _DEVELOPER_UP, Scope.SECRETS
-        ),
+        CapabilityRule(Capability.MANAGE_SECRETS, "Set and unset variables and secrets", _DEVELOPER_UP, Scope.SECRETS),
         CapabilityRule(
             Capability.REVEAL_SECRETS,
             "Reveal secret values and database credentials",
@@ -137,3 +131,19 @@ def scope_allows(scopes: "frozenset[str] | set[str] | list[str]", capability: Ca
 
 def role_capabilities(role: Role | str) -> list[Capability]:
     return [c for c in Capability if role_allows(role, c)]
+
+
+def markdown_table() -> str:
+    """The matrix as the Markdown table in docs/permissions.md (a test keeps the two equal)."""
+    roles = list(Role)
+    lines = [
+        "| capability | what it allows | " + " | ".join(roles) + " | token scope | grantable |",
+        "|---|---|" + "---|" * len(roles) + "---|---|",
+    ]
+    for capability, rule in MATRIX.items():
+        marks = " | ".join("Y" if role in rule.roles else "—" for role in roles)
+        scope = f"`{rule.scope}`" if rule.scope else "none (people only)"
+        lines.append(
+            f"| `{capability}` | {rule.description} | {marks} | {scope} | {'yes' if rule.grantable else 'no'} |"
+        )
+    return "\n".join(lines)

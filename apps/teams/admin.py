@@ -58,9 +58,7 @@ class TeamAdmin(admin.ModelAdmin):
     @admin.action(description="Suspend the selected teams (blocks their API access)")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
         for team in queryset:
-            services.team_set_suspended(
-                actor=operator(request), team=team, suspended=True, reason="by operator"
-            )
+            services.team_set_suspended(actor=operator(request), team=team, suspended=True, reason="by operator")
         self.message_user(request, f"Suspended {queryset.count()} team(s).", messages.SUCCESS)
 
     @admin.action(description="Resume the selected teams")

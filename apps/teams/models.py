@@ -32,9 +32,7 @@ class Plan(models.Model):
     class Meta:
         ordering = ("id",)
         constraints = [
-            models.UniqueConstraint(
-                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_plan"
-            )
+            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_plan")
         ]
 
     def __str__(self) -> str:
@@ -130,18 +128,14 @@ class ServiceAccount(TeamOwnedModel):
 
     slug = models.CharField(max_length=SLUG_MAX_LENGTH, validators=[slug_validator])
     description = models.CharField(max_length=500, blank=True)
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="service_account"
-    )
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="service_account")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:
         ordering = ("id",)
-        constraints = [
-            models.UniqueConstraint(fields=["team", "slug"], name="service_account_slug_unique_in_team")
-        ]
+        constraints = [models.UniqueConstraint(fields=["team", "slug"], name="service_account_slug_unique_in_team")]
 
     def __str__(self) -> str:
         return self.slug

@@ -35,6 +35,14 @@ def _save(obj: models.Model) -> models.Model:
     return obj
 
 
+def _require_slug_free(model: type[models.Model], team: Team, slug: str) -> None:
+    """A taken slug is an error on `slug`: Django reports the (team, slug) constraint under
+    `__all__`, which names no field."""
+    if model.objects.filter(team=team, slug=slug).exists():
+        message = f"A {model._meta.verbose_name} with this slug already exists in this team."
+        raise ValidationFailed(message, fields={"slug": [message]})
+
+
 # --- teams ------------------------------------------------------------------------------------
 def default_plan() -> Plan:
     plan = Plan.objects.filter(is_default=True).first()
@@ -70,8 +78,8 @@ def team_delete(*, actor: Actor, team: Team, confirm: str) -> None:
         raise ValidationFailed(
             "Type the team's slug to confirm deletion.", fields={"confirm": [f"Must be '{team.slug}'."]}
         )
-    # The audit row outlives the team (team=None) so operators can see who deleted it.
-    audit_record(actor=actor, action="team.delete", target=team, team=None, data={"slug": team.slug})
+    # The team's audit rows outlive it (their team becomes null, team_slug stays).
+    audit_record(actor=actor, action="team.delete", target=team, team=team, data={"slug": team.slug})
     groups = list(TeamGroup.objects.filter(team=team).values_list("group_id", flat=True))
     service_users = list(ServiceAccount.objects.filter(team=team).values_list("user_id", flat=True))
     team.delete()
@@ -105,9 +113,7 @@ def team_transfer_ownership(*, actor: Actor, team: Team, to: Membership) -> Memb
     to.role = Role.OWNER
     to.save(update_fields=["role", "updated_at"])
     Membership.objects.filter(team=team, user=actor.user).update(role=Role.ADMIN, updated_at=timezone.now())
-    audit_record(
-        actor=actor, action="team.transfer_ownership", target=team, team=team, data={"to": to.user_id}
-    )
+    audit_record(actor=actor, action="team.transfer_ownership", target=team, team=team, data={"to": to.user_id})
     return to
 
 
@@ -121,9 +127,7 @@ def _require_not_last_owner(team: Team, membership: Membership) -> None:
     if membership.role == Role.OWNER:
         owners = Membership.objects.select_for_update().filter(team=team, role=Role.OWNER).count()
         if owners <= 1:
-            raise Conflict(
-                "A team needs at least one owner; make someone else owner first.", code="last_owner"
-            )
+            raise Conflict("A team needs at least one owner; make someone else owner first.", code="last_owner")
 
 
 @transaction.atomic
@@ -193,9 +197,7 @@ def member_of_team(team: Team, user_id: Any, *, field: str = "user") -> Membersh
     if str(user_id).isdigit():
         membership = Membership.objects.select_related("user").filter(team=team, user_id=user_id).first()
     if membership is None:
-        raise ValidationFailed(
-            "No such member in this team.", fields={field: ["No such member in this team."]}
-        )
+        raise ValidationFailed("No such member in this team.", fields={field: ["No such member in this team."]})
     return membership
 
 
@@ -204,6 +206,7 @@ def member_of_team(team: Team, user_id: Any, *, field: str = "user") -> Membersh
 def project_create(*, ctx: TeamContext, slug: str, name: str, description: str = "") -> Project:
     team = Team.objects.select_for_update().get(pk=ctx.team.pk)  # serialises concurrent quota checks
     quota_check(team=ctx.team, limit=Limit.PROJECTS, current=Project.objects.filter(team=team).count())
+    _require_slug_free(Project, ctx.team, slug)
     project = _save(Project(team=ctx.team, slug=slug, name=name or slug, description=description))
     audit_record(actor=ctx.actor, action="project.create", target=project, team=ctx.team)
     return project
@@ -211,6 +214,8 @@ def project_create(*, ctx: TeamContext, slug: str, name: str, description: str =
 
 @transaction.atomic
 def project_update(*, ctx: TeamContext, project: Project, **changes: Any) -> Project:
+    if not changes:
+        return project
     for field, value in changes.items():
         setattr(project, field, value)
     _save(project)
@@ -243,14 +248,13 @@ def _group_members(ctx: TeamContext, user_ids: list[int]) -> list[User]:
 @transaction.atomic
 def group_create(*, ctx: TeamContext, slug: str, name: str, members: list[int]) -> TeamGroup:
     users = _group_members(ctx, members)
+    _require_slug_free(TeamGroup, ctx.team, slug)
     group = TeamGroup(team=ctx.team, slug=slug, name=name or slug)
     group.full_clean(exclude=["group"])
     group.group = Group.objects.create(name=f"team-{ctx.team.pk}-{slug}")
     group.save()
     group.group.user_set.set(users)
-    audit_record(
-        actor=ctx.actor, action="group.create", target=group, team=ctx.team, data={"members": members}
-    )
+    audit_record(actor=ctx.actor, action="group.create", target=group, team=ctx.team, data={"members": members})
     return group
 
 
@@ -265,7 +269,8 @@ def group_update(
     if members is not None:
         group.group.user_set.set(_group_members(ctx, members))
         data["members"] = members
-    audit_record(actor=ctx.actor, action="group.update", target=group, team=ctx.team, data=data)
+    if data:
+        audit_record(actor=ctx.actor, action="group.update", target=group, team=ctx.team, data=data)
     return group
 
 
@@ -291,10 +296,8 @@ def grant_create(
 ) -> tuple[models.Model, bool]:
     """Give a member or a team group `capability` on `obj` (and what it contains). Idempotent:
     returns (grant, created)."""
-    if Capability(capability) not in GRANTABLE:
-        raise ValidationFailed(
-            "This capability cannot be granted.", fields={"capability": ["Not grantable."]}
-        )
+    if capability not in {c.value for c in GRANTABLE}:
+        raise ValidationFailed("This capability cannot be granted.", fields={"capability": ["Not grantable."]})
     if (user_id is None) == (group_slug is None):
         raise ValidationFailed("Give exactly one of user or group.", fields={"user": ["Give user or group."]})
     user_model, group_model = GRANT_MODELS[type(obj)]
@@ -309,9 +312,7 @@ def grant_create(
         subject = team_group.group
         lookup = {"group": subject}
         model = group_model
-    permission = Permission.objects.get(
-        content_type=ContentType.objects.get_for_model(type(obj)), codename=capability
-    )
+    permission = Permission.objects.get(content_type=ContentType.objects.get_for_model(type(obj)), codename=capability)
     existing = model.objects.filter(content_object=obj, permission=permission, **lookup).first()
     if existing:
         return existing, False
@@ -360,10 +361,9 @@ def _check_service_account_role(ctx: TeamContext, role: str) -> None:
 
 
 @transaction.atomic
-def service_account_create(
-    *, ctx: TeamContext, slug: str, role: str, description: str = ""
-) -> ServiceAccount:
+def service_account_create(*, ctx: TeamContext, slug: str, role: str, description: str = "") -> ServiceAccount:
     _check_service_account_role(ctx, role)
+    _require_slug_free(ServiceAccount, ctx.team, slug)
     account = ServiceAccount(team=ctx.team, slug=slug, description=description)
     account.full_clean(exclude=["user"])
     user = User(username=f"sa-{ctx.team.pk}-{slug}", is_service_account=True)
@@ -373,9 +373,7 @@ def service_account_create(
     account.created_by = ctx.actor.user
     account.save()
     Membership.objects.create(team=ctx.team, user=user, role=role)
-    audit_record(
-        actor=ctx.actor, action="service_account.create", target=account, team=ctx.team, data={"role": role}
-    )
+    audit_record(actor=ctx.actor, action="service_account.create", target=account, team=ctx.team, data={"role": role})
     return account
 
 
@@ -389,11 +387,10 @@ def service_account_update(
         _save(account)
     if role is not None:
         _check_service_account_role(ctx, role)
-        Membership.objects.filter(team=ctx.team, user=account.user).update(
-            role=role, updated_at=timezone.now()
-        )
+        Membership.objects.filter(team=ctx.team, user=account.user).update(role=role, updated_at=timezone.now())
         data["role"] = role
-    audit_record(actor=ctx.actor, action="service_account.update", target=account, team=ctx.team, data=data)
+    if data:
+        audit_record(actor=ctx.actor, action="service_account.update", target=account, team=ctx.team, data=data)
     return account
 
 

@@ -28,9 +28,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(parts) != 2 or not parts[1].startswith(TOKEN_PREFIX):
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
-        token = (
-            ApiToken.objects.select_related("user", "team").filter(token_hash=hash_token(parts[1])).first()
-        )
+        token = ApiToken.objects.select_related("user", "team").filter(token_hash=hash_token(parts[1])).first()
         if token is None or not token.is_active or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
         token._project_ids = frozenset(token.projects.values_list("id", flat=True))

@@ -25,9 +25,7 @@ def normalize_scopes(scopes: list[str]) -> list[str]:
     """Validated, de-duplicated, in matrix order; `read` is always included."""
     unknown = sorted(set(scopes) - {s.value for s in Scope})
     if unknown:
-        raise ValidationFailed(
-            "Unknown scope.", fields={"scopes": [f"Unknown scope(s): {', '.join(unknown)}"]}
-        )
+        raise ValidationFailed("Unknown scope.", fields={"scopes": [f"Unknown scope(s): {', '.join(unknown)}"]})
     wanted = {*scopes, Scope.READ.value}
     return [s.value for s in Scope if s.value in wanted]
 
@@ -47,9 +45,9 @@ def token_create(
     with its raw value, which is never stored or shown again. A token created with a token cannot
     get scopes or projects its creator lacks, nor outlive it."""
     if not Membership.objects.filter(team=team, user=user).exists():
-        raise ValidationFailed(
-            "The token's user must be a member of the team.", fields={"user": ["Not a member."]}
-        )
+        raise ValidationFailed("The token's user must be a member of the team.", fields={"user": ["Not a member."]})
+    if not user.is_active:
+        raise ValidationFailed("The token's user is deactivated.", fields={"user": ["Deactivated."]})
     scopes = normalize_scopes(scopes)
     days = settings.PANDASTACK_TOKEN_DEFAULT_EXPIRY_DAYS if expires_in_days is None else expires_in_days
     maximum = settings.PANDASTACK_TOKEN_MAX_EXPIRY_DAYS
@@ -63,9 +61,7 @@ def token_create(
     if len(projects) != len(project_slugs):
         found = {p.slug for p in projects}
         missing = [slug for slug in project_slugs if slug not in found]
-        raise ValidationFailed(
-            "No such project.", fields={"projects": [f"No such project: {', '.join(missing)}"]}
-        )
+        raise ValidationFailed("No such project.", fields={"projects": [f"No such project: {', '.join(missing)}"]})
 
     parent = actor.token
     if parent is not None:

@@ -15,3 +15,5 @@ STORAGES = {
 # Serve static files through the finders (no collectstatic before tests).
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+# Tests that start a real worker read results back through Redis.
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or None)  # noqa: F405

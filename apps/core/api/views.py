@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from django.db import models
 from rest_framework import status
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,6 +34,10 @@ class TeamScopedViewSet(GenericViewSet):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if self.action is None and not hasattr(self, request.method.lower()):
+            # A method the route does not map (PUT on a detail route) is a 405 as on any DRF view,
+            # not "closed": DRF would only find out after this method ran.
+            raise MethodNotAllowed(request.method)
         self.actor = Actor.from_request(request)
         self.ctx = resolve_team(self.actor, kwargs["team"])
         self.parent = self.get_parent()

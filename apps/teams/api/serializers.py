@@ -18,8 +18,18 @@ ROLE_CHOICES = [r.value for r in Role]
 SERVICE_ACCOUNT_ROLE_CHOICES = [Role.VIEWER.value, Role.DEVELOPER.value, Role.ADMIN.value]
 
 
+class StrictCharField(serializers.CharField):
+    """A CharField that takes only a JSON string: DRF would turn 123 into "123" and a slug sent as
+    a number is a client bug worth reporting, not guessing at."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def slug_field(**kwargs: Any) -> serializers.CharField:
-    return serializers.CharField(max_length=SLUG_MAX_LENGTH, validators=[slug_validator], **kwargs)
+    return StrictCharField(max_length=SLUG_MAX_LENGTH, validators=[slug_validator], **kwargs)
 
 
 # --- output -------------------------------------------------------------------------------------
@@ -146,9 +156,7 @@ class ProjectUpdateInput(serializers.Serializer):
 class GroupCreateInput(serializers.Serializer):
     slug = slug_field()
     name = serializers.CharField(max_length=100, required=False, default="")
-    members = serializers.ListField(
-        child=serializers.IntegerField(), required=False, default=list, max_length=1000
-    )
+    members = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=1000)
 
 
 class GroupUpdateInput(serializers.Serializer):
@@ -159,9 +167,7 @@ class GroupUpdateInput(serializers.Serializer):
 class GrantCreateInput(serializers.Serializer):
     capability = serializers.ChoiceField(choices=[c.value for c in GRANTABLE])
     user = serializers.IntegerField(required=False, help_text="A member's user id.")
-    group = serializers.CharField(
-        required=False, max_length=SLUG_MAX_LENGTH, help_text="A team group's slug."
-    )
+    group = serializers.CharField(required=False, max_length=SLUG_MAX_LENGTH, help_text="A team group's slug.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("user" in attrs) == ("group" in attrs):

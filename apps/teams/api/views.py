@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.actors import Actor
+from apps.core.api.pagination import paginate_chain
 from apps.core.api.views import TeamScopedViewSet
 from apps.core.capabilities import Capability
 from apps.core.errors import PermissionDenied
@@ -48,6 +49,7 @@ class TeamViewSet(TeamScopedViewSet):
         "partial_update": Capability.MANAGE_TEAM,
         "destroy": Capability.MANAGE_TEAM,
         "transfer": Capability.MANAGE_TEAM,
+        "leave": Capability.VIEW,
     }
 
     def _team(self) -> Any:
@@ -77,6 +79,14 @@ class TeamViewSet(TeamScopedViewSet):
         to = services.member_of_team(self.ctx.team, self.validated_input(request)["user"])
         membership = services.team_transfer_ownership(actor=self.actor, team=self.ctx.team, to=to)
         return Response(s.MembershipOutput(membership).data)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=False, methods=["post"])
+    def leave(self, request: Request, team: str) -> Response:
+        """Leave the team (the last owner must first make someone else owner)."""
+        self.ctx.require_person()
+        services.membership_remove(ctx=self.ctx, membership=self.ctx.membership)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MemberViewSet(TeamScopedViewSet):
@@ -182,12 +192,15 @@ class GrantViewSet(TeamScopedViewSet):
         }
 
     def list(self, request: Request, team: str, project: str) -> Response:
-        # Two small tables (user grants, group grants) listed as one; a project has few grants, so
-        # the list is one page ordered by kind then id.
-        users = self.parent.user_grants.select_related("permission", "user").order_by("id")
-        groups = self.parent.group_grants.select_related("permission", "group__team_group").order_by("id")
-        rows = [self._row(r) for r in [*users, *groups]]
-        return Response({"next": None, "previous": None, "results": s.GrantOutput(rows, many=True).data})
+        rows, next_url = paginate_chain(
+            request,
+            [
+                ("user", self.parent.user_grants.select_related("permission", "user")),
+                ("group", self.parent.group_grants.select_related("permission", "group__team_group")),
+            ],
+        )
+        results = s.GrantOutput([self._row(r) for r in rows], many=True).data
+        return Response({"next": next_url, "previous": None, "results": results})
 
     def retrieve(self, request: Request, team: str, project: str, grant: str) -> Response:
         return Response(s.GrantOutput(self._row(self.object)).data)
@@ -266,9 +279,7 @@ class ServiceAccountViewSet(TeamScopedViewSet):
     def create(self, request: Request, team: str) -> Response:
         self.input_serializer_class = s.ServiceAccountCreateInput
         account = services.service_account_create(ctx=self.ctx, **self.validated_input(request))
-        return self.output(
-            selectors.service_account_queryset().get(pk=account.pk), status_code=status.HTTP_201_CREATED
-        )
+        return self.output(selectors.service_account_queryset().get(pk=account.pk), status_code=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.ServiceAccountUpdateInput)
     def partial_update(self, request: Request, team: str, service_account: str) -> Response:

@@ -58,8 +58,8 @@ class TokenViewSet(TeamScopedViewSet):
             project_slugs=data["projects"],
             expires_in_days=data.get("expires_in_days"),
         )
-        body = TokenCreatedOutput(token).data
-        body["token"] = raw
+        # The raw value is not an attribute of the stored token (only its hash is): add it here.
+        body = {**TokenOutput(token).data, "token": raw}
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: TokenOutput})

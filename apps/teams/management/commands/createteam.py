@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from apps.accounts.services import user_get_or_create_by_email
 from apps.core.actors import Actor
@@ -22,8 +23,10 @@ class Command(BaseCommand):
         if Team.objects.filter(slug=slug).exists():
             raise CommandError(f"A team with the slug '{slug}' already exists.")
         try:
-            user, created = user_get_or_create_by_email(email=owner)
-            team = team_create(actor=Actor.system("createteam"), slug=slug, name=name, owner=user)
+            # One transaction: a refused team must not leave a new owner account behind.
+            with transaction.atomic():
+                user, created = user_get_or_create_by_email(email=owner)
+                team = team_create(actor=Actor.system("createteam"), slug=slug, name=name, owner=user)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
         except PandaError as exc:

@@ -18,21 +18,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--team", required=True, help="The team's slug.")
-        parser.add_argument(
-            "--user", required=True, help="The member's e-mail (or a service account's username)."
-        )
+        parser.add_argument("--user", required=True, help="The member's e-mail (or a service account's username).")
         parser.add_argument("--name", required=True, help="A name to recognise the token by.")
         parser.add_argument(
             "--scopes",
             default="read",
             help="Comma-separated: read,deploy,logs,secrets,infra,admin (read is implied).",
         )
-        parser.add_argument(
-            "--projects", default="", help="Comma-separated project slugs to limit the token to."
-        )
-        parser.add_argument(
-            "--expires-in", type=int, default=None, dest="expires_in", help="Days until expiry."
-        )
+        parser.add_argument("--projects", default="", help="Comma-separated project slugs to limit the token to.")
+        parser.add_argument("--expires-in", type=int, default=None, dest="expires_in", help="Days until expiry.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         team = Team.objects.filter(slug=options["team"]).first()

@@ -1,0 +1,143 @@
+"""The operators' admin site: every screen opens, token hashes never show, the suspend and revoke
+actions go through the services (and the audit log), and the audit log cannot be edited."""
+
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.db import models
+from django.test import Client
+from django.urls import reverse
+
+from apps.accounts.models import User
+from apps.audit.models import AuditEvent
+from apps.core.access import resolve_team
+from apps.core.actors import Actor
+from apps.teams.services import grant_create, group_create, service_account_create
+from apps.tokens.models import ApiToken
+from tests.conftest import TeamWorld, assert_error, make_token, token_client
+
+
+@pytest.fixture
+def operator(db: Any) -> User:
+    return User.objects.create_superuser(username="root", email="root@example.com", password="pw-not-used-1")
+
+
+@pytest.fixture
+def admin_client(operator: User) -> Client:
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def everything(team_a: TeamWorld) -> TeamWorld:
+    """team_a with at least one row of every model the admin shows."""
+    ctx = resolve_team(Actor(user=team_a.user("owner"), via="test"), "alpha")
+    group_create(ctx=ctx, slug="ops", name="Ops", members=[team_a.user("viewer").pk])
+    service_account_create(ctx=ctx, slug="ci", role="developer")
+    grant_create(ctx=ctx, obj=team_a.project, capability="deploy", user_id=team_a.user("viewer").pk, group_slug=None)
+    grant_create(ctx=ctx, obj=team_a.project, capability="view_logs", user_id=None, group_slug="ops")
+    make_token(team_a.team, team_a.user("developer"), projects=["web"])
+    return team_a
+
+
+def admin_url(model: type[models.Model], view: str, *args: Any) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+REGISTERED = [pytest.param(model, id=model._meta.label) for model in admin.site._registry]
+
+
+@pytest.mark.parametrize("model", REGISTERED)
+def test_changelist_and_change_page_of_every_registered_model_open(
+    admin_client: Client, everything: TeamWorld, model: type[models.Model]
+) -> None:
+    obj = model._default_manager.first()
+    assert obj is not None, f"the `everything` fixture makes no {model._meta.label}"
+    assert admin_client.get(admin_url(model, "changelist")).status_code == 200
+    assert admin_client.get(admin_url(model, "change", obj.pk)).status_code == 200
+
+
+def test_token_admin_never_shows_the_token_hash(admin_client: Client, everything: TeamWorld) -> None:
+    token = ApiToken.objects.get(team=everything.team)
+    for url in (admin_url(ApiToken, "changelist"), admin_url(ApiToken, "change", token.pk)):
+        response = admin_client.get(url)
+        assert response.status_code == 200
+        assert token.prefix in response.content.decode()
+        assert token.token_hash not in response.content.decode()
+
+
+def test_token_admin_cannot_add_tokens(admin_client: Client, db: Any) -> None:
+    assert admin_client.get(admin_url(ApiToken, "add")).status_code == 403
+
+
+def test_suspend_action_blocks_the_teams_api_and_is_audited(
+    admin_client: Client, operator: User, team_a: TeamWorld, team_b: TeamWorld, client_for: Any
+) -> None:
+    api = client_for(team_a, "viewer")
+    response = admin_client.post(
+        admin_url(type(team_a.team), "changelist"), {"action": "suspend", "_selected_action": [team_a.team.pk]}
+    )
+    assert response.status_code == 302
+
+    team_a.team.refresh_from_db()
+    team_b.team.refresh_from_db()
+    assert team_a.team.suspended_at is not None
+    assert team_b.team.suspended_at is None
+    assert_error(api.get("/api/v1/teams/alpha/"), 403, "team_suspended")
+    event = AuditEvent.objects.get(action="team.suspend")
+    assert (event.team_id, event.actor_id, event.via) == (team_a.team.pk, operator.pk, "admin")
+
+
+def test_resume_action_restores_the_teams_api(admin_client: Client, team_a: TeamWorld, client_for: Any) -> None:
+    api = client_for(team_a, "viewer")
+    changelist = admin_url(type(team_a.team), "changelist")
+    admin_client.post(changelist, {"action": "suspend", "_selected_action": [team_a.team.pk]})
+    admin_client.post(changelist, {"action": "resume", "_selected_action": [team_a.team.pk]})
+
+    team_a.team.refresh_from_db()
+    assert team_a.team.suspended_at is None
+    assert api.get("/api/v1/teams/alpha/").status_code == 200
+    assert AuditEvent.objects.filter(action="team.resume", via="admin").count() == 1
+
+
+def test_revoke_action_revokes_the_token_and_is_audited(
+    admin_client: Client, operator: User, team_a: TeamWorld
+) -> None:
+    token, raw = make_token(team_a.team, team_a.user("developer"))
+    kept, kept_raw = make_token(team_a.team, team_a.user("developer"))
+    response = admin_client.post(
+        admin_url(ApiToken, "changelist"), {"action": "revoke", "_selected_action": [token.pk]}
+    )
+    assert response.status_code == 302
+
+    token.refresh_from_db()
+    kept.refresh_from_db()
+    assert token.revoked_at is not None
+    assert kept.revoked_at is None
+    assert_error(token_client(raw).get("/api/v1/teams/alpha/"), 401, "not_authenticated")
+    assert token_client(kept_raw).get("/api/v1/teams/alpha/").status_code == 200
+    event = AuditEvent.objects.get(action="token.revoke")
+    assert (event.target_id, event.actor_id, event.via) == (str(token.pk), operator.pk, "admin")
+
+
+def test_audit_event_admin_is_read_only(admin_client: Client, team_a: TeamWorld) -> None:
+    event = AuditEvent.objects.get(action="team.create", team=team_a.team)
+    before = AuditEvent.objects.values().get(pk=event.pk)
+    count = AuditEvent.objects.count()
+
+    assert admin_client.get(admin_url(AuditEvent, "add")).status_code == 403
+    assert admin_client.post(admin_url(AuditEvent, "add"), {"action": "forged"}).status_code == 403
+    change = admin_url(AuditEvent, "change", event.pk)
+    assert admin_client.get(change).status_code == 200  # viewable
+    tampered = {"action": "nothing.happened", "actor_label": "nobody", "via": "admin", "data": "{}"}
+    assert admin_client.post(change, tampered).status_code == 403
+    assert admin_client.get(admin_url(AuditEvent, "delete", event.pk)).status_code == 403
+    assert admin_client.post(admin_url(AuditEvent, "delete", event.pk), {"post": "yes"}).status_code == 403
+    admin_client.post(
+        admin_url(AuditEvent, "changelist"), {"action": "delete_selected", "_selected_action": [event.pk]}
+    )
+
+    assert AuditEvent.objects.values().get(pk=event.pk) == before
+    assert AuditEvent.objects.count() == count
