@@ -6,11 +6,13 @@ declares no capability for an action answers 403: closed by default."""
 from typing import Any, ClassVar
 
 from django.db import models
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.viewsets import GenericViewSet
 
 from apps.core.access import TeamContext, resolve_team
@@ -19,12 +21,23 @@ from apps.core.capabilities import Capability
 from apps.core.errors import NotFound, PermissionDenied
 
 
+def crud_capabilities(
+    *, change: Capability, delete: Capability | None = None, view: Capability = Capability.VIEW
+) -> dict[str, Capability]:
+    """The capability_map of a list/retrieve/create/partial_update/destroy resource."""
+    return {
+        "list": view,
+        "retrieve": view,
+        "create": change,
+        "partial_update": change,
+        "destroy": delete or change,
+    }
+
+
 class TeamScopedViewSet(GenericViewSet):
     permission_classes = [IsAuthenticated]
     # action name -> the capability it needs (Sentry's scope_map idea). Required.
     capability_map: ClassVar[dict[str, Capability]] = {}
-    # Input and output serializers (HackSoft style); output defaults to serializer_class.
-    input_serializer_class: ClassVar[Any] = None
     lookup_value_regex = "[^/]+"
 
     ctx: TeamContext
@@ -80,10 +93,9 @@ class TeamScopedViewSet(GenericViewSet):
         context["ctx"] = getattr(self, "ctx", None)
         return context
 
-    def validated_input(self, request: Request, *, partial: bool = False) -> dict[str, Any]:
-        serializer = self.input_serializer_class(
-            data=request.data, partial=partial, context=self.get_serializer_context()
-        )
+    def validated(self, input_class: type[Serializer], request: Request) -> dict[str, Any]:
+        """The request body checked by an input serializer (a 400 with field errors otherwise)."""
+        serializer = input_class(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
@@ -98,3 +110,50 @@ class TeamScopedViewSet(GenericViewSet):
     def output(self, obj: Any, *, status_code: int = status.HTTP_200_OK, **extra: Any) -> Response:
         data = self.get_serializer(obj).data
         return Response({**data, **extra} if extra else data, status=status_code)
+
+
+class TeamScopedCrudViewSet(TeamScopedViewSet):
+    """Create, update and delete wired to services: a subclass names its input serializers and
+    implements `create_object`, `update_object` and `delete_object` (each one service call); the
+    output is `serializer_class` over the object re-read through `base_queryset` (so annotations
+    and prefetches are there), and the OpenAPI schema follows from the same declarations."""
+
+    create_input: ClassVar[type[Serializer] | None] = None
+    update_input: ClassVar[type[Serializer] | None] = None
+    # e.g. a {"confirm": "<slug>"} serializer for destructive deletes.
+    delete_input: ClassVar[type[Serializer] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        schemas = {}
+        if cls.create_input:
+            schemas["create"] = extend_schema(request=cls.create_input, responses={201: cls.serializer_class})
+        if cls.update_input:
+            schemas["partial_update"] = extend_schema(request=cls.update_input, responses=cls.serializer_class)
+        schemas["destroy"] = extend_schema(request=cls.delete_input, responses={204: None})
+        extend_schema_view(**schemas)(cls)
+
+    def create_object(self, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def update_object(self, obj: Any, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def delete_object(self, obj: Any, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def reread(self, obj: Any) -> Any:
+        return self.base_queryset().get(pk=obj.pk)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        obj = self.create_object(self.validated(self.create_input, request))
+        return self.output(self.reread(obj), status_code=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        obj = self.update_object(self.object, self.validated(self.update_input, request))
+        return self.output(self.reread(obj))
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = self.validated(self.delete_input, request) if self.delete_input else {}
+        self.delete_object(self.object, data)
+        return Response(status=status.HTTP_204_NO_CONTENT)

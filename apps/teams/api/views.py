@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from apps.core.actors import Actor
 from apps.core.api.pagination import paginate_chain
-from apps.core.api.views import TeamScopedViewSet
+from apps.core.api.views import TeamScopedCrudViewSet, TeamScopedViewSet, crud_capabilities
 from apps.core.capabilities import Capability
 from apps.core.errors import PermissionDenied
 from apps.teams import selectors, services
@@ -62,21 +62,18 @@ class TeamViewSet(TeamScopedViewSet):
 
     @extend_schema(request=s.TeamUpdateInput)
     def partial_update(self, request: Request, team: str) -> Response:
-        self.input_serializer_class = s.TeamUpdateInput
-        services.team_update(actor=self.actor, team=self.ctx.team, **self.validated_input(request))
+        services.team_update(actor=self.actor, team=self.ctx.team, **self.validated(s.TeamUpdateInput, request))
         return self.output(self._team())
 
     @extend_schema(request=s.ConfirmInput, responses={204: None})
     def destroy(self, request: Request, team: str) -> Response:
-        self.input_serializer_class = s.ConfirmInput
-        services.team_delete(actor=self.actor, team=self.ctx.team, **self.validated_input(request))
+        services.team_delete(actor=self.actor, team=self.ctx.team, **self.validated(s.ConfirmInput, request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=s.TransferInput, responses={200: s.MembershipOutput})
     @action(detail=False, methods=["post"])
     def transfer(self, request: Request, team: str) -> Response:
-        self.input_serializer_class = s.TransferInput
-        to = services.member_of_team(self.ctx.team, self.validated_input(request)["user"])
+        to = services.member_of_team(self.ctx.team, self.validated(s.TransferInput, request)["user"])
         membership = services.team_transfer_ownership(actor=self.actor, team=self.ctx.team, to=to)
         return Response(s.MembershipOutput(membership).data)
 
@@ -89,72 +86,49 @@ class TeamViewSet(TeamScopedViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MemberViewSet(TeamScopedViewSet):
+class MemberViewSet(TeamScopedCrudViewSet):
     """The team's people and their roles. Adding an unknown e-mail creates the account."""
 
     serializer_class = s.MembershipOutput
     lookup_field = "user_id"
     lookup_url_kwarg = "user"
-    capability_map: ClassVar = {
-        "list": Capability.VIEW,
-        "create": Capability.MANAGE_MEMBERS,
-        "retrieve": Capability.VIEW,
-        "partial_update": Capability.MANAGE_MEMBERS,
-        "destroy": Capability.MANAGE_MEMBERS,
-    }
+    create_input = s.MemberAddInput
+    update_input = s.MemberUpdateInput
+    capability_map: ClassVar = crud_capabilities(change=Capability.MANAGE_MEMBERS)
 
     def base_queryset(self) -> models.QuerySet:
         return selectors.member_queryset()
 
-    @extend_schema(request=s.MemberAddInput, responses={201: s.MembershipOutput})
-    def create(self, request: Request, team: str) -> Response:
-        self.input_serializer_class = s.MemberAddInput
-        membership = services.membership_add(ctx=self.ctx, **self.validated_input(request))
-        return self.output(membership, status_code=status.HTTP_201_CREATED)
+    def create_object(self, data: dict[str, Any]) -> Any:
+        return services.membership_add(ctx=self.ctx, **data)
 
-    @extend_schema(request=s.MemberUpdateInput)
-    def partial_update(self, request: Request, team: str, user: str) -> Response:
-        self.input_serializer_class = s.MemberUpdateInput
-        membership = services.membership_change_role(
-            ctx=self.ctx, membership=self.object, **self.validated_input(request)
-        )
-        return self.output(membership)
+    def update_object(self, obj: Any, data: dict[str, Any]) -> Any:
+        return services.membership_change_role(ctx=self.ctx, membership=obj, **data)
 
-    def destroy(self, request: Request, team: str, user: str) -> Response:
-        services.membership_remove(ctx=self.ctx, membership=self.object)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    def delete_object(self, obj: Any, data: dict[str, Any]) -> None:
+        services.membership_remove(ctx=self.ctx, membership=obj)
 
 
-class ProjectViewSet(TeamScopedViewSet):
+class ProjectViewSet(TeamScopedCrudViewSet):
+    """Projects group a team's apps, databases and cron jobs; grants are given on them."""
+
     serializer_class = s.ProjectOutput
     queryset = Project.objects.all()
     lookup_field = "slug"
     lookup_url_kwarg = "project"
-    capability_map: ClassVar = {
-        "list": Capability.VIEW,
-        "create": Capability.MANAGE_APPS,
-        "retrieve": Capability.VIEW,
-        "partial_update": Capability.MANAGE_APPS,
-        "destroy": Capability.DELETE,
-    }
+    create_input = s.ProjectCreateInput
+    update_input = s.ProjectUpdateInput
+    delete_input = s.ConfirmInput
+    capability_map: ClassVar = crud_capabilities(change=Capability.MANAGE_APPS, delete=Capability.DELETE)
 
-    @extend_schema(request=s.ProjectCreateInput, responses={201: s.ProjectOutput})
-    def create(self, request: Request, team: str) -> Response:
-        self.input_serializer_class = s.ProjectCreateInput
-        project = services.project_create(ctx=self.ctx, **self.validated_input(request))
-        return self.output(project, status_code=status.HTTP_201_CREATED)
+    def create_object(self, data: dict[str, Any]) -> Any:
+        return services.project_create(ctx=self.ctx, **data)
 
-    @extend_schema(request=s.ProjectUpdateInput)
-    def partial_update(self, request: Request, team: str, project: str) -> Response:
-        self.input_serializer_class = s.ProjectUpdateInput
-        updated = services.project_update(ctx=self.ctx, project=self.object, **self.validated_input(request))
-        return self.output(updated)
+    def update_object(self, obj: Any, data: dict[str, Any]) -> Any:
+        return services.project_update(ctx=self.ctx, project=obj, **data)
 
-    @extend_schema(request=s.ConfirmInput, responses={204: None})
-    def destroy(self, request: Request, team: str, project: str) -> Response:
-        self.input_serializer_class = s.ConfirmInput
-        services.project_delete(ctx=self.ctx, project=self.object, **self.validated_input(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    def delete_object(self, obj: Any, data: dict[str, Any]) -> None:
+        services.project_delete(ctx=self.ctx, project=obj, **data)
 
 
 class GrantViewSet(TeamScopedViewSet):
@@ -207,8 +181,7 @@ class GrantViewSet(TeamScopedViewSet):
 
     @extend_schema(request=s.GrantCreateInput, responses={201: s.GrantOutput})
     def create(self, request: Request, team: str, project: str) -> Response:
-        self.input_serializer_class = s.GrantCreateInput
-        data = self.validated_input(request)
+        data = self.validated(s.GrantCreateInput, request)
         row, created = services.grant_create(
             ctx=self.ctx,
             obj=self.parent,
@@ -226,67 +199,47 @@ class GrantViewSet(TeamScopedViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class GroupViewSet(TeamScopedViewSet):
+class GroupViewSet(TeamScopedCrudViewSet):
+    """Named groups of members, the subjects of group grants."""
+
     serializer_class = s.GroupOutput
     lookup_field = "slug"
     lookup_url_kwarg = "group"
-    capability_map: ClassVar = {
-        "list": Capability.VIEW,
-        "create": Capability.MANAGE_MEMBERS,
-        "retrieve": Capability.VIEW,
-        "partial_update": Capability.MANAGE_MEMBERS,
-        "destroy": Capability.MANAGE_MEMBERS,
-    }
+    create_input = s.GroupCreateInput
+    update_input = s.GroupUpdateInput
+    capability_map: ClassVar = crud_capabilities(change=Capability.MANAGE_MEMBERS)
 
     def base_queryset(self) -> models.QuerySet:
         return selectors.group_queryset()
 
-    @extend_schema(request=s.GroupCreateInput, responses={201: s.GroupOutput})
-    def create(self, request: Request, team: str) -> Response:
-        self.input_serializer_class = s.GroupCreateInput
-        group = services.group_create(ctx=self.ctx, **self.validated_input(request))
-        return self.output(selectors.group_queryset().get(pk=group.pk), status_code=status.HTTP_201_CREATED)
+    def create_object(self, data: dict[str, Any]) -> Any:
+        return services.group_create(ctx=self.ctx, **data)
 
-    @extend_schema(request=s.GroupUpdateInput)
-    def partial_update(self, request: Request, team: str, group: str) -> Response:
-        self.input_serializer_class = s.GroupUpdateInput
-        services.group_update(ctx=self.ctx, group=self.object, **self.validated_input(request))
-        return self.output(selectors.group_queryset().get(pk=self.object.pk))
+    def update_object(self, obj: Any, data: dict[str, Any]) -> Any:
+        return services.group_update(ctx=self.ctx, group=obj, **data)
 
-    def destroy(self, request: Request, team: str, group: str) -> Response:
-        services.group_delete(ctx=self.ctx, group=self.object)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    def delete_object(self, obj: Any, data: dict[str, Any]) -> None:
+        services.group_delete(ctx=self.ctx, group=obj)
 
 
-class ServiceAccountViewSet(TeamScopedViewSet):
+class ServiceAccountViewSet(TeamScopedCrudViewSet):
     """Team robots for CI: their tokens keep working when people leave."""
 
     serializer_class = s.ServiceAccountOutput
     lookup_field = "slug"
     lookup_url_kwarg = "service_account"
-    capability_map: ClassVar = {
-        "list": Capability.VIEW,
-        "create": Capability.MANAGE_MEMBERS,
-        "retrieve": Capability.VIEW,
-        "partial_update": Capability.MANAGE_MEMBERS,
-        "destroy": Capability.MANAGE_MEMBERS,
-    }
+    create_input = s.ServiceAccountCreateInput
+    update_input = s.ServiceAccountUpdateInput
+    capability_map: ClassVar = crud_capabilities(change=Capability.MANAGE_MEMBERS)
 
     def base_queryset(self) -> models.QuerySet:
         return selectors.service_account_queryset()
 
-    @extend_schema(request=s.ServiceAccountCreateInput, responses={201: s.ServiceAccountOutput})
-    def create(self, request: Request, team: str) -> Response:
-        self.input_serializer_class = s.ServiceAccountCreateInput
-        account = services.service_account_create(ctx=self.ctx, **self.validated_input(request))
-        return self.output(selectors.service_account_queryset().get(pk=account.pk), status_code=status.HTTP_201_CREATED)
+    def create_object(self, data: dict[str, Any]) -> Any:
+        return services.service_account_create(ctx=self.ctx, **data)
 
-    @extend_schema(request=s.ServiceAccountUpdateInput)
-    def partial_update(self, request: Request, team: str, service_account: str) -> Response:
-        self.input_serializer_class = s.ServiceAccountUpdateInput
-        services.service_account_update(ctx=self.ctx, account=self.object, **self.validated_input(request))
-        return self.output(selectors.service_account_queryset().get(pk=self.object.pk))
+    def update_object(self, obj: Any, data: dict[str, Any]) -> Any:
+        return services.service_account_update(ctx=self.ctx, account=obj, **data)
 
-    def destroy(self, request: Request, team: str, service_account: str) -> Response:
-        services.service_account_delete(ctx=self.ctx, account=self.object)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    def delete_object(self, obj: Any, data: dict[str, Any]) -> None:
+        services.service_account_delete(ctx=self.ctx, account=obj)

@@ -22,7 +22,6 @@ class TokenViewSet(TeamScopedViewSet):
 
     serializer_class = TokenOutput
     lookup_url_kwarg = "token"
-    input_serializer_class = TokenCreateInput
     capability_map: ClassVar = {
         "list": Capability.VIEW,
         "create": Capability.VIEW,
@@ -42,7 +41,7 @@ class TokenViewSet(TeamScopedViewSet):
 
     @extend_schema(request=TokenCreateInput, responses={201: TokenCreatedOutput})
     def create(self, request: Request, team: str) -> Response:
-        data = self.validated_input(request)
+        data = self.validated(TokenCreateInput, request)
         if self.actor.token is not None and Scope.ADMIN not in self.actor.token.scope_set:
             raise PermissionDenied("Creating a token with a token needs the 'admin' scope.")
         user = self.actor.user
