@@ -1,0 +1,617 @@
+"""The container runtime: what PandaStack asks of an engine, and the Docker Engine implementation.
+
+``Engine`` is the small interface deploys, the reconciler and the logs endpoint depend on; a Swarm or
+Kubernetes driver implements the same methods later. ``DockerEngine`` talks to one Docker Engine
+through the ``docker`` SDK.
+
+Every method is idempotent where that makes sense (a retried Celery task, or the reconciler running
+behind a killed worker, must be able to call it again), and every failure of the engine surfaces as
+an ``EngineError`` whose message says what to do, never as a raw SDK or HTTP exception.
+
+Containers carry ``io.pandastack.*`` labels, which is how the platform finds its own containers.
+Each team has its own bridge network and a container joins only its team's network, so containers
+of different teams cannot reach each other (Docker drops traffic between user-defined bridges).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import docker
+import docker.errors
+import docker.utils
+import requests.exceptions
+
+log = logging.getLogger(__name__)
+
+LABEL_PREFIX = "io.pandastack."
+DEFAULT_TIMEOUT_SECONDS = 60
+
+# Docker reports a container that never started with this zero time.
+_ZERO_TIME_PREFIX = "0001-01-01"
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+class EngineError(Exception):
+    """The engine could not do what was asked; the message says why and, when possible, what to do."""
+
+
+class ContainerNotFound(EngineError):
+    """The container does not exist (any more)."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What to run. ``name`` is deterministic (for example ``ps-alpha-web-d3-r1``) and is the
+    idempotency key of ``Engine.run``."""
+
+    name: str
+    image: str
+    port: int  # the port the app listens on inside the container; also given to it as PORT
+    env: Mapping[str, str]
+    labels: Mapping[str, str]  # io.pandastack.* labels
+    network: str  # the team's network, the only one the container joins
+    command: Sequence[str] | None = None
+    memory_mb: int | None = None
+    cpus: float | None = None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str  # the reference the container was created from, as given
+    status: str  # docker's: created|running|exited|dead|restarting|paused|removing
+    ip: str | None  # on the network the container was created on (else its first network)
+    labels: Mapping[str, str]
+    exit_code: int | None  # only once the container has exited (or died)
+    started_at: datetime | None
+    networks: Mapping[str, str] = field(default_factory=dict)  # network name -> IP, every network joined
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: datetime | None  # the engine's timestamp of the line
+    text: str  # without the trailing newline
+    stream: str = "stdout"  # "stdout" or "stderr"
+
+
+class Engine(Protocol):
+    """The runtime interface; a second engine (Swarm, Kubernetes) implements the same methods."""
+
+    def ping(self) -> bool: ...
+
+    def ensure_image(self, image: str) -> str: ...
+
+    def image_digest(self, image: str) -> str | None: ...
+
+    def ensure_network(self, name: str, labels: Mapping[str, str]) -> None: ...
+
+    def remove_network(self, name: str) -> None: ...
+
+    def run(self, spec: ContainerSpec) -> ContainerInfo: ...
+
+    def inspect(self, name_or_id: str) -> ContainerInfo | None: ...
+
+    def list(self, labels: Mapping[str, str | None]) -> list[ContainerInfo]: ...
+
+    def stop(self, name_or_id: str, timeout: int = 10) -> None: ...
+
+    def remove(self, name_or_id: str) -> None: ...
+
+    def logs(self, name_or_id: str, *, tail: int = 100) -> list[LogLine]: ...
+
+    def follow_logs(
+        self, name_or_ids: Sequence[str], *, tail: int = 10, stop: threading.Event | None = None
+    ) -> Iterator[tuple[str, LogLine]]: ...
+
+    def connect(self, network: str, name_or_id: str) -> None: ...
+
+
+class DockerEngine:
+    """The Docker Engine, through the ``docker`` SDK.
+
+    The SDK client is created on first use, so building a ``DockerEngine`` never fails; an engine
+    that cannot be reached makes ``ping()`` answer False and every other method raise ``EngineError``.
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: int = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self._client = client
+        self._base_url = base_url
+        self._timeout = timeout
+        self._client_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls) -> DockerEngine:
+        """The engine named by ``settings.PANDASTACK_DOCKER_URL`` (unset: the environment's
+        ``DOCKER_HOST``, else the local socket)."""
+        from django.conf import settings
+
+        return cls(
+            base_url=getattr(settings, "PANDASTACK_DOCKER_URL", None) or None,
+            timeout=getattr(settings, "PANDASTACK_DOCKER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS),
+        )
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client (for tests and engine-specific extras); raises EngineError if unreachable."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> docker.DockerClient:
+        try:
+            if self._base_url:
+                return docker.DockerClient(base_url=self._base_url, timeout=self._timeout)
+            return docker.from_env(timeout=self._timeout)
+        except docker.errors.DockerException as exc:
+            raise EngineError(
+                f"Docker Engine not reachable at {self._describe_url()}: is dockerd running? ({exc})"
+            ) from exc
+
+    def _describe_url(self) -> str:
+        if self._client is not None:
+            return str(self._client.api.base_url)
+        return self._base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn SDK and transport failures into EngineError (callers catch NotFound inside first
+        where a missing object is an answer rather than a failure)."""
+        try:
+            yield
+        except EngineError:
+            raise
+        except requests.exceptions.Timeout as exc:
+            raise EngineError(
+                f"Docker Engine at {self._describe_url()} did not answer within {self._timeout}s while {action}"
+            ) from exc
+        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
+            raise EngineError(
+                f"Docker Engine not reachable at {self._describe_url()}: is dockerd running? ({action}: {exc})"
+            ) from exc
+        except docker.errors.NotFound as exc:
+            raise EngineError(f"not found while {action}: {_explain(exc)}") from exc
+        except docker.errors.APIError as exc:
+            raise EngineError(f"Docker Engine refused {action}: {_explain(exc)}") from exc
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"Docker Engine error while {action}: {exc}") from exc
+
+    # -- engine -------------------------------------------------------------------------------
+
+    def ping(self) -> bool:
+        """True when the engine answers; never raises."""
+        try:
+            return bool(self.client.ping())
+        except (EngineError, docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
+
+    # -- images -------------------------------------------------------------------------------
+
+    def ensure_image(self, image: str) -> str:
+        """Make ``image`` present locally and return its image id (``sha256:…``); the repository
+        digest, when the image came from a registry, is ``image_digest(image)``.
+
+        Pulls only when the image is absent locally. Raises EngineError("image not found: …") when it
+        is neither local nor pullable, with the registry's reason.
+        """
+        with self._errors(f"looking up image {image}"):
+            try:
+                return self.client.images.get(image).id
+            except docker.errors.ImageNotFound:
+                pass
+        self._pull(image)
+        with self._errors(f"looking up image {image}"):
+            try:
+                return self.client.images.get(image).id
+            except docker.errors.ImageNotFound as exc:
+                raise EngineError(f"image not found: {image} (the pull finished but the image is absent)") from exc
+
+    def _pull(self, image: str) -> None:
+        repository, tag = docker.utils.parse_repository_tag(image)
+        # parse_repository_tag leaves a digest reference ("repo@sha256:…") to us.
+        if tag is None and "@" in repository:
+            repository, tag = repository.split("@", 1)
+        with self._errors(f"pulling {image}"):
+            try:
+                # The low-level call, so that an error the registry reports in the progress stream
+                # (where the high-level pull() drops it) reaches the user.
+                for event in self.client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                    if isinstance(event, dict) and event.get("error"):
+                        raise EngineError(f"image not found: {image} ({event['error']})")
+            except docker.errors.NotFound as exc:
+                raise EngineError(f"image not found: {image} ({_explain(exc)})") from exc
+            except docker.errors.APIError as exc:
+                raise EngineError(f"image not found: {image} (pull failed: {_explain(exc)})") from exc
+
+    def image_digest(self, image: str) -> str | None:
+        """The repository digest (``repo@sha256:…``) if the image came from a registry, else its image
+        id; None if the image is not present locally."""
+        with self._errors(f"inspecting image {image}"):
+            try:
+                found = self.client.images.get(image)
+            except docker.errors.ImageNotFound:
+                return None
+        digests = found.attrs.get("RepoDigests") or []
+        return digests[0] if digests else found.id
+
+    # -- networks -----------------------------------------------------------------------------
+
+    def _networks_named(self, name: str) -> list[Any]:
+        # By exact name: the engine's own lookup also accepts id prefixes, and its `name` filter
+        # matches substrings. Oldest first, so that every caller settles on the same one.
+        with self._errors(f"looking up network {name}"):
+            found = [network for network in self.client.networks.list(names=[name]) if network.name == name]
+        return sorted(found, key=lambda network: (network.attrs.get("Created", ""), network.id))
+
+    def _find_network(self, name: str) -> Any | None:
+        found = self._networks_named(name)
+        return found[0] if found else None
+
+    def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
+        """The bridge network ``name`` exists afterwards (created with ``labels`` if it was missing)."""
+        if self._find_network(name) is not None:
+            return
+        with self._errors(f"creating network {name}"):
+            try:
+                self.client.networks.create(
+                    name, driver="bridge", internal=False, labels=dict(labels), check_duplicate=True
+                )
+            except docker.errors.APIError as exc:
+                # Another worker created it between our look-up and our create.
+                if exc.status_code == 409 and self._find_network(name) is not None:
+                    return
+                raise
+        # The engine's duplicate check is not atomic: two workers creating at once can both succeed.
+        # Keep the oldest, which is also the one every look-up settles on.
+        for twin in self._networks_named(name)[1:]:
+            with contextlib.suppress(docker.errors.APIError):
+                twin.remove()
+
+    def remove_network(self, name: str) -> None:
+        """The network ``name`` no longer exists afterwards. Raises EngineError while containers
+        are still attached to it."""
+        network = self._find_network(name)
+        if network is None:
+            return
+        with self._errors(f"removing network {name}"):
+            try:
+                network.remove()
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code == 403 or "active endpoints" in _explain(exc):
+                    raise EngineError(
+                        f"network {name} still has containers attached: remove them first ({_explain(exc)})"
+                    ) from exc
+                raise
+
+    def connect(self, network: str, name_or_id: str) -> None:
+        """The container is attached to ``network`` afterwards (already attached is fine)."""
+        info = self.inspect(name_or_id)
+        if info is None:
+            raise ContainerNotFound(f"container not found: {name_or_id}")
+        if network in info.networks:
+            return
+        found = self._find_network(network)
+        if found is None:
+            raise EngineError(f"network not found: {network}")
+        with self._errors(f"connecting {name_or_id} to network {network}"):
+            try:
+                found.connect(info.id)
+            except docker.errors.APIError as exc:
+                # A concurrent connect won the race.
+                if "already exists" in _explain(exc):
+                    return
+                raise
+
+    # -- containers ---------------------------------------------------------------------------
+
+    def run(self, spec: ContainerSpec) -> ContainerInfo:
+        """A container named ``spec.name`` is running afterwards and is returned.
+
+        Idempotent by name: a running container of that name is returned as is (its spec is not
+        compared); one that is not running is removed and created again. The container joins only
+        ``spec.network``, gets ``PORT=<spec.port>`` in its environment (the platform's value wins
+        over ``spec.env``), the memory and CPU limits, and no restart policy — the reconciler, not
+        the engine, restarts crashed containers. Pulls the image if it is absent.
+        """
+        existing = self.inspect(spec.name)
+        if existing is not None:
+            if existing.status == "running":
+                return existing
+            self.remove(existing.id)
+
+        container = self._create(spec)
+        with self._errors(f"starting container {spec.name}"):
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                # The command could not be executed (for example: not found in the image); do not
+                # leave a created container behind.
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True, v=True)
+                raise EngineError(f"container {spec.name} could not start: {_explain(exc)}") from exc
+        info = self.inspect(container.id)
+        if info is None:
+            raise ContainerNotFound(f"container {spec.name} disappeared right after it started")
+        return info
+
+    def _create(self, spec: ContainerSpec) -> Any:
+        kwargs: dict[str, Any] = {
+            "image": spec.image,
+            "name": spec.name,
+            "command": list(spec.command) if spec.command is not None else None,
+            "environment": {**spec.env, "PORT": str(spec.port)},
+            "labels": dict(spec.labels),
+            "network": spec.network,
+            "restart_policy": {"Name": "no"},
+            "detach": True,
+        }
+        if spec.memory_mb is not None:
+            kwargs["mem_limit"] = f"{spec.memory_mb}m"
+        if spec.cpus is not None:
+            kwargs["nano_cpus"] = int(spec.cpus * 1_000_000_000)
+        for attempt in range(2):
+            with self._errors(f"creating container {spec.name}"):
+                try:
+                    return self.client.containers.create(**kwargs)
+                except docker.errors.ImageNotFound:
+                    if attempt:
+                        raise
+                    self.ensure_image(spec.image)
+                except docker.errors.NotFound as exc:
+                    # The image is checked first, so this is the network.
+                    raise EngineError(
+                        f"cannot create container {spec.name}: {_explain(exc)} (ensure_network first?)"
+                    ) from exc
+                except docker.errors.APIError as exc:
+                    if exc.status_code == 409:
+                        # Another worker created (or is removing) the same name since our inspect.
+                        raise EngineError(
+                            f"container {spec.name} was created or removed concurrently; retry ({_explain(exc)})"
+                        ) from exc
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def inspect(self, name_or_id: str) -> ContainerInfo | None:
+        """The container's current state, or None if it does not exist."""
+        with self._errors(f"inspecting container {name_or_id}"):
+            try:
+                return _info(self.client.containers.get(name_or_id).attrs)
+            except docker.errors.NotFound:
+                return None
+
+    def list(self, labels: Mapping[str, str | None]) -> list[ContainerInfo]:
+        """Containers in every state carrying all of ``labels`` (a None value: the label is present
+        with any value). An empty mapping lists every container of the engine."""
+        filters = [key if value is None else f"{key}={value}" for key, value in labels.items()]
+        with self._errors("listing containers"):
+            containers = self.client.containers.list(
+                all=True, filters={"label": filters} if filters else None, ignore_removed=True
+            )
+        return [_info(container.attrs) for container in containers]
+
+    def stop(self, name_or_id: str, timeout: int = 10) -> None:
+        """The container is not running afterwards (SIGTERM, then SIGKILL after ``timeout`` seconds).
+        A missing or already stopped container is fine."""
+        with self._errors(f"stopping container {name_or_id}"):
+            try:
+                self.client.containers.get(name_or_id).stop(timeout=timeout)
+            except docker.errors.NotFound:
+                return
+
+    def remove(self, name_or_id: str) -> None:
+        """The container (and its anonymous volumes) no longer exists afterwards, running or not."""
+        with self._errors(f"removing container {name_or_id}"):
+            try:
+                self.client.api.remove_container(name_or_id, force=True, v=True)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                # Another caller is already removing it.
+                if exc.status_code == 409 and "already in progress" in _explain(exc):
+                    return
+                raise
+
+    # -- logs ---------------------------------------------------------------------------------
+
+    def logs(self, name_or_id: str, *, tail: int = 100) -> list[LogLine]:
+        """The last ``tail`` lines of the container's stdout and stderr, oldest first.
+        Raises ContainerNotFound if the container does not exist."""
+        lines: list[LogLine] = []
+        # One request per stream: the SDK's merged output does not say which stream a line came from.
+        for stream in ("stdout", "stderr"):
+            with self._errors(f"reading logs of {name_or_id}"):
+                try:
+                    raw = self.client.api.logs(
+                        name_or_id,
+                        stdout=stream == "stdout",
+                        stderr=stream == "stderr",
+                        timestamps=True,
+                        tail=tail,
+                    )
+                except docker.errors.NotFound as exc:
+                    raise ContainerNotFound(f"container not found: {name_or_id}") from exc
+            lines.extend(_parse_line(line, stream) for line in _split_lines(raw))
+        # A stable sort keeps each stream's order for lines with equal (or missing) timestamps.
+        lines.sort(key=lambda line: line.at or _NO_TIME)
+        return lines[-tail:] if tail > 0 else []
+
+    def follow_logs(
+        self, name_or_ids: Sequence[str], *, tail: int = 10, stop: threading.Event | None = None
+    ) -> LogFollower:
+        """A merged live stream of ``(container name, line)``: first the last ``tail`` lines of each
+        container, then new lines as they are written, in arrival order.
+
+        The streams are open when this returns, so no line written afterwards is missed, however
+        late the caller starts iterating. Iteration ends when ``stop`` is set (noticed within 0.1 s)
+        or when every container has stopped; containers that do not exist are skipped. Iterate to
+        the end or call ``close()`` (or use it as a context manager) to release the connections.
+        """
+        sources: list[tuple[str, str, Any]] = []
+        try:
+            for name_or_id in name_or_ids:
+                with self._errors(f"following logs of {name_or_id}"):
+                    try:
+                        container = self.client.containers.get(name_or_id)
+                    except docker.errors.NotFound:
+                        continue
+                for stream_name in ("stdout", "stderr"):
+                    with self._errors(f"following logs of {container.name}"):
+                        try:
+                            stream = self.client.api.logs(
+                                container.id,
+                                stdout=stream_name == "stdout",
+                                stderr=stream_name == "stderr",
+                                timestamps=True,
+                                tail=tail,
+                                stream=True,
+                                follow=True,
+                            )
+                        except docker.errors.NotFound:
+                            continue
+                    sources.append((container.name, stream_name, stream))
+        except BaseException:
+            for _, _, stream in sources:
+                with contextlib.suppress(Exception):
+                    stream.close()
+            raise
+        return LogFollower(sources, stop or threading.Event())
+
+
+class LogFollower(Iterator[tuple[str, LogLine]]):
+    """The iterator ``DockerEngine.follow_logs`` returns: one reader thread per container stream
+    feeds a queue, which iteration drains."""
+
+    def __init__(self, sources: Sequence[tuple[str, str, Any]], stop: threading.Event) -> None:
+        self._stop = stop
+        self._streams = [stream for _, _, stream in sources]
+        self._lines: queue.Queue[tuple[str, LogLine] | None] = queue.Queue()
+        self._running = len(sources)
+        for name, stream_name, stream in sources:
+            threading.Thread(
+                target=_pump,
+                args=(name, stream_name, stream, self._lines),
+                name=f"logs-{name}-{stream_name}",
+                daemon=True,
+            ).start()
+
+    def __next__(self) -> tuple[str, LogLine]:
+        while self._running and not self._stop.is_set():
+            try:
+                # A short wait so that a set `stop` is noticed even when no container writes.
+                item = self._lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                self._running -= 1
+            else:
+                return item
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        """Release the engine connections (idempotent); reader threads end on their own."""
+        self._running = 0
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            # Closing the HTTP response wakes the reader thread blocked on it.
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def __enter__(self) -> LogFollower:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _pump(name: str, stream_name: str, stream: Any, out: queue.Queue[tuple[str, LogLine] | None]) -> None:
+    """Read one container stream into ``out`` line by line; put None when the stream ends."""
+    pending = b""
+    try:
+        for chunk in stream:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                out.put((name, _parse_line(raw.decode("utf-8", "replace"), stream_name)))
+        if pending:
+            out.put((name, _parse_line(pending.decode("utf-8", "replace"), stream_name)))
+    except Exception as exc:  # the stream was closed under us (stop requested) or the engine went away
+        log.debug("log stream of %s ended: %s", name, exc)
+    finally:
+        out.put(None)
+
+
+def _split_lines(raw: bytes) -> list[str]:
+    text = raw.decode("utf-8", "replace")
+    if text.endswith("\n"):
+        text = text[:-1]
+    return text.split("\n") if text else []
+
+
+def _parse_line(raw: str, stream: str) -> LogLine:
+    # With timestamps=True the engine prefixes each line with an RFC 3339 time and one space.
+    stamp, sep, text = raw.partition(" ")
+    if sep:
+        at = _parse_time(stamp)
+        if at is not None:
+            return LogLine(at=at, text=text.rstrip("\r"), stream=stream)
+    return LogLine(at=None, text=raw.rstrip("\r"), stream=stream)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value or value.startswith(_ZERO_TIME_PREFIX):
+        return None
+    try:
+        # Python 3.11+ accepts the engine's nanoseconds (it keeps microseconds) and the "Z".
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    networks_raw = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    networks = {name: net.get("IPAddress") or "" for name, net in networks_raw.items()}
+    # The network the container was created on is its primary one; others were connected later.
+    primary = (attrs.get("HostConfig") or {}).get("NetworkMode")
+    ip = networks.get(primary) if primary in networks else next(iter(networks.values()), None)
+    status = state.get("Status") or "unknown"
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=(attrs.get("Name") or "").lstrip("/"),
+        image=config.get("Image") or attrs.get("Image") or "",
+        status=status,
+        ip=ip or None,
+        labels=dict(config.get("Labels") or {}),
+        exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
+        started_at=_parse_time(state.get("StartedAt")),
+        networks=networks,
+    )
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    """The engine's own explanation, without the SDK's HTTP preamble."""
+    explanation = getattr(exc, "explanation", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    return str(explanation or exc)
