@@ -1,0 +1,584 @@
+"""The `panda` command: log in, inspect apps, deploy images and watch them go live, roll back,
+scale and read logs, all through the PandaStack REST API.
+
+Exit codes: 0 success, 1 API error or API unreachable, 2 usage, 3 deploy failed or timed out,
+4 not authenticated. Messages go to stderr, data to stdout; `--json` prints the API's JSON.
+"""
+
+import contextlib
+import functools
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from panda_cli import __version__, client, config, output
+from panda_cli.client import Backoff, Client, team_path
+from panda_cli.errors import ApiError, ApiUnreachable, CliError, DeployNotLive, NotAuthenticated, UsageProblem
+
+app = typer.Typer(
+    name="panda",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",  # docstring paragraphs are rewrapped, `code` reads as code
+    # Rich tracebacks with locals could print the token; a bug should show a plain traceback.
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+apps_app = typer.Typer(help="List, create and inspect apps.", no_args_is_help=True, rich_markup_mode="markdown")
+app.add_typer(apps_app, name="apps")
+
+LIVE = "live"
+NOT_LIVE_ENDS = {
+    "failed": "failed",
+    "superseded": "was superseded by a newer deployment before it went live",
+    "rolled_back": "was rolled back",
+}
+
+TeamOption = Annotated[
+    str | None,
+    typer.Option(
+        "--team",
+        help="Team slug. Default: PANDA_TEAM, then the team saved by `panda login`, then the token's team.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON to stdout instead of text.")]
+AppOption = Annotated[str, typer.Option("--app", "-a", help="The app's name.", show_default=False)]
+DetachOption = Annotated[
+    bool, typer.Option("--detach", "-d", help="Return as soon as the API accepts the deployment; do not wait.")
+]
+TimeoutOption = Annotated[
+    int,
+    typer.Option(
+        "--timeout", min=1, metavar="SECONDS", help="How long to wait for the deployment to go live before exit 3."
+    ),
+]
+
+
+def _reports_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Turn CliErrors into a message on stderr and their exit code, and Ctrl-C into exit 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            return command(*args, **kwargs)
+        except CliError as exc:
+            output.report(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            output.info("Interrupted.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+class Session:
+    """The settings and API client of one command. The team is resolved on first use: --team, then
+    PANDA_TEAM, then the config file, then the team the token belongs to (one call to /me/)."""
+
+    def __init__(self, *, team: str | None = None) -> None:
+        self.settings = config.resolve()
+        if not self.settings.token:
+            raise NotAuthenticated("not logged in", hint=client.LOGIN_HINT)
+        self.client = Client(self.settings.api_url, self.settings.token)
+        self._team = team or self.settings.team
+        self._me: dict[str, Any] | None = None
+
+    def me(self) -> dict[str, Any]:
+        if self._me is None:
+            self._me = self.client.get("/api/v1/me/")
+        return self._me
+
+    @property
+    def team(self) -> str:
+        if not self._team:
+            token = self.me().get("token") or {}
+            self._team = _slug(token.get("team"))
+        if not self._team:
+            raise UsageProblem(
+                "no team given, and the token belongs to no single team",
+                hint="pass --team TEAM, set PANDA_TEAM, or run `panda login --token TOKEN --team TEAM`",
+            )
+        return self._team
+
+    def app_path(self, app_name: str, *parts: str | int) -> str:
+        return team_path(self.team, "apps", app_name, *parts)
+
+
+def _slug(team: Any) -> str | None:
+    """A team as the API may give it: a slug, or an object carrying one."""
+    if isinstance(team, dict):
+        team = team.get("slug") or team.get("name")
+    return str(team) if team else None
+
+
+# -- top level ---------------------------------------------------------------------------------
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        output.line(f"panda {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Deploy and run apps on PandaStack from your terminal or CI.
+
+    Credentials come from `panda login`, or with no login from PANDA_TOKEN, PANDA_API_URL and
+    PANDA_TEAM (the environment wins over the saved login).
+
+    Exit codes: 0 ok, 1 API error, 2 usage, 3 deploy failed or timed out, 4 not authenticated.
+    """
+
+
+@app.command()
+@_reports_errors
+def login(
+    token: Annotated[str, typer.Option("--token", help="API token; `-` reads it from stdin.", show_default=False)],
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url",
+            help=f"PandaStack URL. Default: PANDA_API_URL, then the saved one, then {config.DEFAULT_API_URL}.",
+            show_default=False,
+        ),
+    ] = None,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Team to use by default. Default: the token's team.")
+    ] = None,
+) -> None:
+    """Check a token against the API and save it (with the API URL and team) for later commands.
+
+    The login is saved to $XDG_CONFIG_HOME/panda/config.json (else ~/.config/panda/config.json),
+    readable by you only.
+    """
+    if token == "-":  # noqa: S105 - "-" asks to read the token from stdin
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise UsageProblem("the token is empty")
+    try:
+        saved = config.load()
+    except CliError:
+        saved = {}  # a broken file is about to be replaced
+    if api_url:
+        url = config.normalize_api_url(api_url, source="--api-url")
+    elif os.environ.get("PANDA_API_URL"):
+        url = config.normalize_api_url(os.environ["PANDA_API_URL"], source="PANDA_API_URL")
+    else:
+        url = config.normalize_api_url(saved.get("api_url", config.DEFAULT_API_URL), source="the config file")
+    with Client(url, token) as api:
+        me = api.get("/api/v1/me/")
+    token_team = _slug((me.get("token") or {}).get("team"))
+    chosen_team = team or token_team
+    path = config.save({"api_url": url, "token": token, "team": chosen_team or ""})
+    where = f" (team {chosen_team})" if chosen_team else ""
+    output.success(f"Logged in to {url} as {me.get('username')}{where}.")
+    output.info(f"Saved to {path}.")
+    if os.environ.get("PANDA_TOKEN"):
+        output.warning("PANDA_TOKEN is set in this environment and takes precedence over the saved token.")
+
+
+@app.command()
+@_reports_errors
+def logout() -> None:
+    """Forget the saved token (the API URL stays saved). The token itself stays valid: revoke it in
+    the portal or API if it leaked."""
+    if config.forget_credentials():
+        output.info(f"Logged out: removed the token from {config.config_path()}.")
+    else:
+        output.info("Not logged in; nothing to remove.")
+    if os.environ.get("PANDA_TOKEN"):
+        output.warning("PANDA_TOKEN is still set in this environment, so commands still authenticate.")
+
+
+@app.command()
+@_reports_errors
+def whoami(json_: JsonOption = False) -> None:
+    """Show who the token belongs to, its team and scopes, and which API it talks to."""
+    session = Session()
+    me = session.me()
+    if json_:
+        output.print_json(me)
+        return
+    token = me.get("token") or {}
+    scopes = token.get("scopes")
+    output.fields(
+        [
+            ("User", me.get("username")),
+            ("Email", me.get("email")),
+            ("Service account", bool(me.get("is_service_account"))),
+            ("Team", session.settings.team or _slug(token.get("team"))),
+            ("Token", f"{token.get('name')} ({token.get('prefix')}…)" if token else None),
+            ("Scopes", ", ".join(scopes) if isinstance(scopes, list) else scopes),
+            ("Expires", output.local_time(token.get("expires_at")) if token.get("expires_at") else "never"),
+            ("Token from", session.settings.token_source),
+            ("API", session.settings.api_url),
+        ]
+    )
+
+
+# -- apps --------------------------------------------------------------------------------------
+
+
+def _release(app_data: dict[str, Any]) -> str | None:
+    current = app_data.get("current_deployment")
+    if not current:
+        return None
+    return f"#{current.get('id')} {current.get('status')} {current.get('image')}"
+
+
+def _app_details(app_data: dict[str, Any]) -> None:
+    command = app_data.get("command")
+    memory = app_data.get("memory_mb")
+    output.fields(
+        [
+            ("Name", app_data.get("name")),
+            ("Project", app_data.get("project")),
+            ("Status", app_data.get("status")),
+            ("URL", app_data.get("url")),
+            ("Release", _release(app_data)),
+            ("Port", app_data.get("port")),
+            ("Health check", app_data.get("health_check_path")),
+            ("Replicas", app_data.get("replicas")),
+            ("Memory", f"{memory} MB" if memory is not None else None),
+            ("CPUs", app_data.get("cpus")),
+            ("Command", shlex.join(command) if command else "(the image's default)"),
+            ("Created", output.local_time(app_data.get("created_at"))),
+        ]
+    )
+
+
+@apps_app.command("list")
+@_reports_errors
+def apps_list(team: TeamOption = None, json_: JsonOption = False) -> None:
+    """List the team's apps. With --json, prints the list of all apps (every page) as a JSON array."""
+    session = Session(team=team)
+    apps = list(session.client.paginate(team_path(session.team, "apps")))
+    if json_:
+        output.print_json(apps)
+        return
+    if not apps:
+        output.info(f"No apps in team {session.team} yet. Create one with `panda apps create NAME --project P`.")
+        return
+    output.table(
+        apps,
+        [
+            ("name", lambda a: a.get("name")),
+            ("project", lambda a: a.get("project")),
+            ("status", lambda a: a.get("status")),
+            ("replicas", lambda a: a.get("replicas")),
+            ("image", lambda a: (a.get("current_deployment") or {}).get("image")),
+            ("url", lambda a: a.get("url")),
+        ],
+    )
+
+
+@apps_app.command("create")
+@_reports_errors
+def apps_create(
+    name: Annotated[str, typer.Argument(help="App name: unique in the team, DNS-safe.", show_default=False)],
+    project: Annotated[str, typer.Option("--project", "-p", help="Project the app belongs to.", show_default=False)],
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port the container listens on (also given as PORT).")
+    ] = None,
+    health_check_path: Annotated[
+        str | None, typer.Option("--health-check-path", help="HTTP path that answers 2xx/3xx when healthy.")
+    ] = None,
+    replicas: Annotated[int | None, typer.Option(min=0, help="Number of containers.")] = None,
+    memory_mb: Annotated[int | None, typer.Option("--memory-mb", min=1, help="Memory limit per container, MB.")] = None,
+    cpus: Annotated[float | None, typer.Option(min=0.01, help="CPU limit per container, e.g. 0.5.")] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(help='Command overriding the image\'s, split like a shell would: "gunicorn app:app".'),
+    ] = None,
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Create an app. Options left out take the server's defaults."""
+    body: dict[str, Any] = {"name": name, "project": project}
+    optional = {
+        "port": port,
+        "health_check_path": health_check_path,
+        "replicas": replicas,
+        "memory_mb": memory_mb,
+        "cpus": cpus,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    if command is not None:
+        try:
+            body["command"] = shlex.split(command)
+        except ValueError as exc:
+            raise UsageProblem(f"--command cannot be split: {exc}") from None
+    session = Session(team=team)
+    created = session.client.post(team_path(session.team, "apps"), body)
+    if json_:
+        output.print_json(created)
+        return
+    output.success(f"Created app {created.get('name')} in team {session.team}.")
+    _app_details(created)
+
+
+@apps_app.command("info")
+@_reports_errors
+def apps_info(
+    name: Annotated[str, typer.Argument(help="The app's name.", show_default=False)],
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Show an app: status, URL, current release and configuration."""
+    session = Session(team=team)
+    app_data = session.client.get(session.app_path(name))
+    if json_:
+        output.print_json(app_data)
+    else:
+        _app_details(app_data)
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    output.event(output.clock_time(event.get("at")), str(event.get("level") or "info"), str(event.get("message", "")))
+
+
+def _wait_until_done(session: Session, app_name: str, deployment: dict[str, Any], timeout: int) -> dict[str, Any]:
+    """Poll the deployment and print each new event to stderr until it is live or has ended
+    otherwise; return its last state. Raises DeployNotLive when it did not go live, or when
+    `timeout` seconds passed. Brief API outages (no answer, 5xx, 429) are waited out, not fatal:
+    the deployment carries on on the server either way."""
+    number = deployment["id"]
+    path = session.app_path(app_name, "deployments", number)
+    deadline = client.clock.monotonic() + timeout
+    backoff = Backoff()
+    after: Any = None
+    current = deployment
+    outage_reported = False
+    while True:
+        progressed = False
+        try:
+            current = session.client.get(path)
+            # Status first, then events: once the status is final, every event before it is visible.
+            params = {"after": after} if after is not None else None
+            for event in session.client.paginate(path + "events/", params=params):
+                _print_event(event)
+                after = event.get("id", after)
+                progressed = True
+            outage_reported = False
+        except (ApiUnreachable, ApiError) as exc:
+            if isinstance(exc, ApiError) and not exc.transient:
+                raise
+            if not outage_reported:
+                output.warning(f"{exc.message}; still waiting.")
+                outage_reported = True
+        status = current.get("status")
+        if status == LIVE or status in NOT_LIVE_ENDS:
+            return current
+        remaining = deadline - client.clock.monotonic()
+        if remaining <= 0:
+            raise DeployNotLive(
+                f"timed out after {timeout}s waiting for deployment #{number} of {app_name} "
+                f"to go live (last status: {status})",
+                hint=f"it goes on on the server; see `panda releases --app {app_name}`",
+            )
+        if progressed:
+            backoff.reset()
+        client.clock.sleep(min(backoff.next(), remaining))
+
+
+def _finish(
+    session: Session, app_name: str, deployment: dict[str, Any], *, detach: bool, timeout: int, json_: bool
+) -> None:
+    """Shared ending of `deploy` and `rollback`: print the deployment (its id, or its JSON with
+    --json) to stdout, and unless detached wait for it, exiting 3 when it does not go live."""
+    number = deployment["id"]
+    if detach:
+        output.info(f"Not waiting (--detach). Follow it with `panda releases --app {app_name}`.")
+        _print_deployment(deployment, json_=json_)
+        return
+    try:
+        final = _wait_until_done(session, app_name, deployment, timeout)
+    except KeyboardInterrupt:
+        output.info(f"Stopped waiting; deployment #{number} goes on on the server.")
+        raise
+    except DeployNotLive:
+        if json_:
+            _print_deployment(_last_known(session, app_name, deployment), json_=True)
+        else:
+            _print_deployment(deployment, json_=False)
+        raise
+    _print_deployment(final, json_=json_)
+    status = final.get("status")
+    if status != LIVE:
+        reason = final.get("reason")
+        raise DeployNotLive(
+            f"deployment #{number} of {app_name} {NOT_LIVE_ENDS.get(status, status)}"
+            + (f": {reason}" if reason else "")
+        )
+    url = None
+    with contextlib.suppress(CliError):  # the deploy succeeded; the URL is a courtesy
+        url = session.client.get(session.app_path(app_name)).get("url")
+    output.success(f"Deployment #{number} of {app_name} is live" + (f" at {url}." if url else "."))
+
+
+def _last_known(session: Session, app_name: str, deployment: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return session.client.get(session.app_path(app_name, "deployments", deployment["id"]))
+    except CliError:
+        return deployment
+
+
+def _print_deployment(deployment: dict[str, Any], *, json_: bool) -> None:
+    if json_:
+        output.print_json(deployment)
+    else:
+        output.line(str(deployment.get("id")))
+
+
+@app.command()
+@_reports_errors
+def deploy(
+    app_name: AppOption,
+    image: Annotated[
+        str, typer.Option("--image", "-i", help="Image reference, e.g. ghcr.io/org/api:1a2b3c.", show_default=False)
+    ],
+    detach: DetachOption = False,
+    timeout: TimeoutOption = 600,
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Deploy an image to an app and wait until it is live, printing progress to stderr.
+
+    Prints the deployment's id to stdout (its JSON with --json). Exits 0 when live, 3 when the
+    deployment failed or was superseded, or --timeout passed first.
+    """
+    session = Session(team=team)
+    deployment = session.client.post(session.app_path(app_name, "deployments"), {"image": image})
+    output.info(f"Deploying {image} to {app_name} (deployment #{deployment['id']}).")
+    _finish(session, app_name, deployment, detach=detach, timeout=timeout, json_=json_)
+
+
+@app.command()
+@_reports_errors
+def rollback(
+    app_name: AppOption,
+    to: Annotated[
+        int | None,
+        typer.Option("--to", min=1, help="Deployment id to go back to. Default: the previous live release."),
+    ] = None,
+    detach: DetachOption = False,
+    timeout: TimeoutOption = 600,
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Roll an app back to an earlier release (same image and configuration) and wait until live.
+
+    Prints the new deployment's id to stdout (its JSON with --json). Exits like `deploy`.
+    """
+    session = Session(team=team)
+    deployment = session.client.post(session.app_path(app_name, "rollback"), {"to": to})
+    target = deployment.get("rollback_of") or to
+    output.info(
+        f"Rolling {app_name} back"
+        + (f" to deployment #{target}" if target else "")
+        + f" (deployment #{deployment['id']}, {deployment.get('image')})."
+    )
+    _finish(session, app_name, deployment, detach=detach, timeout=timeout, json_=json_)
+
+
+@app.command()
+@_reports_errors
+def releases(app_name: AppOption, team: TeamOption = None, json_: JsonOption = False) -> None:
+    """List an app's deployments, newest first. With --json, prints all of them as a JSON array."""
+    session = Session(team=team)
+    deployments = list(session.client.paginate(session.app_path(app_name, "deployments")))
+    if json_:
+        output.print_json(deployments)
+        return
+    if not deployments:
+        output.info(f"{app_name} has no deployments yet. Deploy with `panda deploy --app {app_name} --image IMAGE`.")
+        return
+
+    def note(deployment: dict[str, Any]) -> str | None:
+        if deployment.get("rollback_of"):
+            rollback_note = f"rollback of #{deployment['rollback_of']}"
+            return f"{rollback_note}: {deployment['reason']}" if deployment.get("reason") else rollback_note
+        return deployment.get("reason")
+
+    output.table(
+        deployments,
+        [
+            ("id", lambda d: d.get("id")),
+            ("status", lambda d: d.get("status")),
+            ("image", lambda d: d.get("image")),
+            ("created", lambda d: output.local_time(d.get("created_at"))),
+            ("by", lambda d: d.get("created_by")),
+            ("note", note),
+        ],
+    )
+
+
+# -- runtime -----------------------------------------------------------------------------------
+
+
+@app.command()
+@_reports_errors
+def logs(
+    app_name: AppOption,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming new lines until interrupted.")] = False,
+    tail: Annotated[int, typer.Option("--tail", "-n", min=0, help="How many recent lines to start with.")] = 100,
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Print the recent log lines of all of an app's containers, each with its replica.
+
+    With --json, prints the API's NDJSON: one JSON object per line.
+    """
+    session = Session(team=team)
+    params: dict[str, Any] = {"tail": tail}
+    if follow:
+        params["follow"] = 1
+    for raw in session.client.stream_lines(session.app_path(app_name, "logs"), params=params, follow=follow):
+        if json_:
+            output.line(raw)
+            continue
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            output.line(raw)  # not ours to judge; show it as it came
+            continue
+        if not isinstance(entry, dict):
+            output.line(raw)
+            continue
+        output.line(f"{output.replica_label(str(entry.get('replica') or '-'))} {entry.get('line', '')}")
+
+
+@app.command()
+@_reports_errors
+def scale(
+    app_name: AppOption,
+    replicas: Annotated[int, typer.Argument(min=0, help="Number of containers to run.", show_default=False)],
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Set how many containers an app runs. Returns once the API accepts; the change rolls out in the
+    background (see `panda apps info`)."""
+    session = Session(team=team)
+    app_data = session.client.post(session.app_path(app_name, "scale"), {"replicas": replicas})
+    if json_:
+        output.print_json(app_data)
+        return
+    output.success(
+        f"Scaling {app_name} to {replicas} replica{'s' if replicas != 1 else ''} ({app_data.get('status')})."
+    )
