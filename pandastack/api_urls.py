@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from apps.accounts.api import MeView
 from apps.audit.api.views import AuditEventViewSet
+from apps.deployments.api import views as deployments
 from apps.teams.api import views as teams
 from apps.tokens.api.views import TokenViewSet
 
@@ -43,6 +44,30 @@ team_routes = [
         name="token-detail",
     ),
     path("tokens/<str:token>/revoke/", TokenViewSet.as_view({"post": "revoke"}), name="token-revoke"),
+    path("apps/", deployments.AppViewSet.as_view(LIST), name="app-list"),
+    path("apps/<str:app>/", deployments.AppViewSet.as_view(DETAIL), name="app-detail"),
+    *[
+        path(f"apps/<str:app>/{verb}/", deployments.AppViewSet.as_view({"post": verb}), name=f"app-{verb}")
+        for verb in ("scale", "restart", "stop", "start", "rollback")
+    ],
+    path("apps/<str:app>/logs/", deployments.AppViewSet.as_view({"get": "logs"}), name="app-logs"),
+    path("apps/<str:app>/deployments/", deployments.DeploymentViewSet.as_view(LIST), name="deployment-list"),
+    path(
+        "apps/<str:app>/deployments/<str:deployment>/",
+        deployments.DeploymentViewSet.as_view({"get": "retrieve"}),
+        name="deployment-detail",
+    ),
+    path(
+        "apps/<str:app>/deployments/<str:deployment>/events/",
+        deployments.DeploymentViewSet.as_view({"get": "events"}),
+        name="deployment-events",
+    ),
+    path("apps/<str:app>/grants/", deployments.AppGrantViewSet.as_view(LIST), name="app-grant-list"),
+    path(
+        "apps/<str:app>/grants/<str:grant>/",
+        deployments.AppGrantViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
+        name="app-grant-detail",
+    ),
     path("audit-events/", AuditEventViewSet.as_view({"get": "list"}), name="audit-event-list"),
 ]
 

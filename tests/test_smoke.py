@@ -26,3 +26,10 @@ def test_empty_patch_changes_nothing_and_records_nothing(team_a, client_for):
     for url in ("/api/v1/teams/alpha/projects/web/", "/api/v1/teams/alpha/groups/ops/"):
         assert client.patch(url, {}, format="json").status_code == 200, url
     assert AuditEvent.objects.count() == before
+
+
+def test_malformed_ids_and_cursors_are_404_like_missing_ones(team_a, client_for):
+    client = client_for(team_a, "owner")
+    assert_error(client.get("/api/v1/teams/alpha/projects/web/grants/?cursor=bm9wZQ=="), 404, "not_found")
+    assert_error(client.get("/api/v1/teams/alpha/projects/?cursor=nope"), 404, "not_found")
+    assert_error(client.get("/api/v1/teams/alpha/tokens/abc/"), 404, "not_found")

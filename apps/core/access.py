@@ -138,7 +138,10 @@ def _project_id_of(obj: models.Model | None) -> int | None:
         return None
     if lookup == "pk":
         return obj.pk
-    return getattr(obj, f"{lookup}_id", None)
+    *parents, last = lookup.split("__")
+    for name in parents:  # e.g. "app__project": the app's project id
+        obj = getattr(obj, name)
+    return getattr(obj, f"{last}_id", None)
 
 
 def _denial_message(ctx: TeamContext, capability: Capability) -> str:

@@ -69,3 +69,9 @@ class QuotaExceeded(PandaError):
 class TeamSuspended(PandaError):
     status_code = 403
     code = "team_suspended"
+
+
+def require_confirmation(confirm: str, *, expected: str, what: str) -> None:
+    """Destructive actions make the caller repeat the name of what goes (e.g. "the team's slug")."""
+    if confirm != expected:
+        raise ValidationFailed(f"Type {what} to confirm deletion.", fields={"confirm": [f"Must be '{expected}'."]})

@@ -3,6 +3,7 @@ acting `Actor`, validates, writes inside a transaction and records an audit even
 
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
@@ -15,13 +16,11 @@ from apps.audit.services import audit_record
 from apps.core.access import TeamContext
 from apps.core.actors import Actor
 from apps.core.capabilities import GRANTABLE, Capability, Role
-from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, require_confirmation
 from apps.teams.models import (
     Membership,
     Plan,
     Project,
-    ProjectGroupObjectPermission,
-    ProjectUserObjectPermission,
     ServiceAccount,
     Team,
     TeamGroup,
@@ -74,10 +73,7 @@ def team_update(*, actor: Actor, team: Team, name: str) -> Team:
 @transaction.atomic
 def team_delete(*, actor: Actor, team: Team, confirm: str) -> None:
     """Delete the team and everything in it. `confirm` must repeat the team's slug."""
-    if confirm != team.slug:
-        raise ValidationFailed(
-            "Type the team's slug to confirm deletion.", fields={"confirm": [f"Must be '{team.slug}'."]}
-        )
+    require_confirmation(confirm, expected=team.slug, what="the team's slug")
     # The team's audit rows outlive it (their team becomes null, team_slug stays).
     audit_record(actor=actor, action="team.delete", target=team, team=team, data={"slug": team.slug})
     groups = list(TeamGroup.objects.filter(team=team).values_list("group_id", flat=True))
@@ -178,7 +174,8 @@ def membership_remove(*, ctx: TeamContext, membership: Membership) -> None:
     user = membership.user
     team_groups = Group.objects.filter(team_group__team=ctx.team)
     user.groups.remove(*team_groups)
-    ProjectUserObjectPermission.objects.filter(user=user, content_object__team=ctx.team).delete()
+    for model in guarded_models():
+        grant_models(model)[0].objects.filter(user=user, content_object__team=ctx.team).delete()
     ApiToken.objects.filter(team=ctx.team, user=user, revoked_at=None).update(revoked_at=timezone.now())
     audit_record(
         actor=ctx.actor,
@@ -225,10 +222,7 @@ def project_update(*, ctx: TeamContext, project: Project, **changes: Any) -> Pro
 
 @transaction.atomic
 def project_delete(*, ctx: TeamContext, project: Project, confirm: str) -> None:
-    if confirm != project.slug:
-        raise ValidationFailed(
-            "Type the project's slug to confirm deletion.", fields={"confirm": [f"Must be '{project.slug}'."]}
-        )
+    require_confirmation(confirm, expected=project.slug, what="the project's slug")
     audit_record(actor=ctx.actor, action="project.delete", target=project, team=ctx.team)
     project.delete()
 
@@ -283,7 +277,15 @@ def group_delete(*, ctx: TeamContext, group: TeamGroup) -> None:
 
 
 # --- object grants ------------------------------------------------------------------------------
-GRANT_MODELS = {Project: (ProjectUserObjectPermission, ProjectGroupObjectPermission)}
+def guarded_models() -> list[type[models.Model]]:
+    """Every model that carries its own grant tables (projects, apps, …)."""
+    return [m for m in django_apps.get_models() if "" in getattr(m, "grant_paths", ())]
+
+
+def grant_models(model: type[models.Model]) -> tuple[type[models.Model], type[models.Model]]:
+    """The direct foreign-key grant tables of a guarded model (its `user_grants` and
+    `group_grants` relations), e.g. ProjectUserObjectPermission and ProjectGroupObjectPermission."""
+    return model.user_grants.rel.related_model, model.group_grants.rel.related_model
 
 
 def grant_id(row: models.Model) -> str:
@@ -300,7 +302,7 @@ def grant_create(
         raise ValidationFailed("This capability cannot be granted.", fields={"capability": ["Not grantable."]})
     if (user_id is None) == (group_slug is None):
         raise ValidationFailed("Give exactly one of user or group.", fields={"user": ["Give user or group."]})
-    user_model, group_model = GRANT_MODELS[type(obj)]
+    user_model, group_model = grant_models(type(obj))
     if user_id is not None:
         subject: Any = member_of_team(ctx.team, user_id).user
         lookup = {"user": subject}
@@ -343,7 +345,7 @@ def grant_revoke(*, ctx: TeamContext, obj: models.Model, row: models.Model) -> N
 
 def grant_get(*, obj: models.Model, grant: str) -> models.Model:
     kind, _, pk = grant.partition("-")
-    user_model, group_model = GRANT_MODELS[type(obj)]
+    user_model, group_model = grant_models(type(obj))
     model = {"user": user_model, "group": group_model}.get(kind)
     row = model.objects.filter(content_object=obj, pk=pk).first() if model and pk.isdigit() else None
     if row is None:

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "apps.teams",
     "apps.tokens",
     "apps.audit",
+    "apps.deployments",
 ]
 
 MIDDLEWARE = [
@@ -185,4 +186,21 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
 }
 
+# --- Runtime: the Docker Engine, the router, deploys ------------------------------------------------
 PANDASTACK_APPS_DOMAIN = env("PANDASTACK_APPS_DOMAIN", default="localhost")
+PANDASTACK_DOCKER_URL = env("PANDASTACK_DOCKER_URL", default=None)  # None: DOCKER_HOST or the local socket
+PANDASTACK_ROUTER_DIR = env.path("PANDASTACK_ROUTER_DIR", default=VAR_DIR / "router")
+PANDASTACK_ROUTER_HTTP_PORT = env.int("PANDASTACK_ROUTER_HTTP_PORT", default=8080)
+PANDASTACK_ROUTER_BIND = env("PANDASTACK_ROUTER_BIND", default="127.0.0.1")
+PANDASTACK_HAPROXY_BIN = env("PANDASTACK_HAPROXY_BIN", default="haproxy")
+# How long new containers get to pass their health check, and how long old ones drain.
+PANDASTACK_HEALTH_TIMEOUT = env.float("PANDASTACK_HEALTH_TIMEOUT", default=60.0)
+PANDASTACK_DRAIN_TIMEOUT = env.float("PANDASTACK_DRAIN_TIMEOUT", default=10.0)
+# A deployment whose worker has said nothing for this long is taken over by the reconciler.
+PANDASTACK_STALE_DEPLOYMENT_SECONDS = env.float("PANDASTACK_STALE_DEPLOYMENT_SECONDS", default=120.0)
+# Labels added to every container the platform starts (tests mark their runs with one).
+PANDASTACK_EXTRA_LABELS: dict[str, str] = env.dict("PANDASTACK_EXTRA_LABELS", default={})
+PANDASTACK_RECONCILE_INTERVAL = env.float("PANDASTACK_RECONCILE_INTERVAL", default=15.0)
+CELERY_BEAT_SCHEDULE = {
+    "reconcile": {"task": "deployments.reconcile", "schedule": PANDASTACK_RECONCILE_INTERVAL},
+}

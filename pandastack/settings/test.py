@@ -15,5 +15,12 @@ STORAGES = {
 # Serve static files through the finders (no collectstatic before tests).
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
-# Tests that start a real worker read results back through Redis.
-CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or None)  # noqa: F405
+# The broker gets its own Redis database: tests clear the cache database between tests, which
+# must not take the broker's queues and bindings with it. Results come back the same way.
+if REDIS_URL:  # noqa: F405
+    _broker = REDIS_URL.rsplit("/", 1)[0] + "/" + str((int(REDIS_URL.rsplit("/", 1)[1] or 0) + 1) % 16)  # noqa: F405
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=_broker)
+    CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=_broker)
+# Short waits: test images start in well under a second.
+PANDASTACK_HEALTH_TIMEOUT = env.float("PANDASTACK_HEALTH_TIMEOUT", default=20.0)
+PANDASTACK_DRAIN_TIMEOUT = env.float("PANDASTACK_DRAIN_TIMEOUT", default=3.0)

@@ -14,6 +14,7 @@ from django.apps import apps as django_apps
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.core.actors import Actor
+from apps.deployments.models import App, Deployment
 from apps.teams import services as team_services
 from apps.teams.models import Project
 from tests.conftest import TeamWorld, assert_error, make_team, make_token, session_client, token_client
@@ -35,7 +36,8 @@ class Route:
     def url(self, values: dict[str, str]) -> str:
         path = self.pattern
         for name in self.kwargs:
-            path = path.replace(f"<str:{name}>", str(values[name]))
+            key = "app_grant" if name == "grant" and "app" in self.kwargs else name
+            path = path.replace(f"<str:{name}>", str(values[key]))
         return "/" + path
 
 
@@ -92,6 +94,11 @@ def build_victim() -> Victim:
     )
     account = team_services.service_account_create(ctx=ctx, slug="alpha-ci", role="developer")
     token, _ = make_token(world.team, world.user("developer"))
+    app = App.objects.create(team=world.team, project=project, name="alpha-app")
+    Deployment.objects.create(team=world.team, app=app, number=1, image="busybox", status="failed")
+    app_grant, _ = team_services.grant_create(
+        ctx=ctx, obj=app, capability="deploy", user_id=world.user("viewer").pk, group_slug=None
+    )
     values = {
         "team": "alpha",
         "user": str(world.user("developer").pk),
@@ -100,6 +107,10 @@ def build_victim() -> Victim:
         "group": group.slug,
         "service_account": account.slug,
         "token": str(token.pk),
+        "app": app.name,
+        "deployment": "1",
+        # Grants are numbered per table: an app's grants have their own ids.
+        "app_grant": team_services.grant_id(app_grant),
     }
     return Victim(world=world, values=values)
 
@@ -115,6 +126,10 @@ HOSTILE_BODY = {
     "capability": "deploy",
     "members": [],
     "scopes": ["read", "admin"],
+    "project": "alpha-only",
+    "image": "busybox:latest",
+    "replicas": 1,
+    "to": 1,
 }
 
 
@@ -122,7 +137,7 @@ def database_fingerprint() -> list:
     """Every row of every model we own (plus guardian and auth groups), to prove nothing changed."""
     rows = []
     for model in django_apps.get_models():
-        if model._meta.app_label in {"teams", "tokens", "audit", "accounts", "guardian", "auth"}:
+        if model._meta.app_label in {"teams", "tokens", "audit", "accounts", "guardian", "auth", "deployments"}:
             rows.append((model._meta.label, sorted(map(repr, model.objects.values_list()))))
     return rows
 
@@ -135,7 +150,8 @@ def victim(db) -> Victim:
 @pytest.fixture
 def attacker(db) -> TeamWorld:
     world = make_team("bravo")
-    Project.objects.create(team=world.team, slug="bravo-only", name="Bravo only")
+    project = Project.objects.create(team=world.team, slug="bravo-only", name="Bravo only")
+    App.objects.create(team=world.team, project=project, name="bravo-app")
     return world
 
 
@@ -148,7 +164,7 @@ def _cases() -> list[tuple[Route, str]]:
     return [(route, method) for route in team_routes() for method in route.methods]
 
 
-FILLERS = {"team", "user", "project", "grant", "group", "service_account", "token"}
+FILLERS = {"team", "user", "project", "grant", "group", "service_account", "token", "app", "deployment"}
 
 
 def test_every_api_route_is_covered():
@@ -182,7 +198,7 @@ def test_another_teams_member_gets_404_and_changes_nothing(route, method, victim
     if len(route.kwargs) > 2:
         # Parents from the attacker's team, the leaf from the victim's (e.g. a victim's grant id
         # under the attacker's own project).
-        own_parents = {**values_in_own_team, "project": "bravo-only"}
+        own_parents = {**values_in_own_team, "project": "bravo-only", "app": "bravo-app"}
         urls.add(route.url({**own_parents, route.kwargs[-1]: victim.values[route.kwargs[-1]]}))
     before = database_fingerprint()
     for via, client in attacker_clients(attacker).items():

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from rest_framework.pagination import CursorPagination
 from rest_framework.utils.urls import replace_query_param
 
-from apps.core.errors import ValidationFailed
+from apps.core.errors import NotFound, ValidationFailed
 
 
 class IdCursorPagination(CursorPagination):
@@ -42,7 +42,7 @@ def paginate_chain(
         except (ValueError, UnicodeDecodeError, binascii.Error):
             start = ""
         if start not in names:
-            raise ValidationFailed("Invalid cursor.", fields={"cursor": ["Invalid cursor."]})
+            raise NotFound("Invalid cursor.")  # as DRF's cursor pagination answers
     rows: list[tuple[str, Any]] = []
     for name, queryset in parts[names.index(start) :]:
         queryset = queryset.order_by("id")

@@ -135,6 +135,9 @@ class GrantViewSet(TeamScopedViewSet):
     """Object grants on one project: a member or a team group gets one capability on the project
     and everything in it, beyond their role."""
 
+    parent_queryset: ClassVar[models.QuerySet] = Project.objects.all()
+    parent_lookup: ClassVar[tuple[str, str]] = ("slug", "project")
+
     serializer_class = s.GrantOutput
     lookup_field = "grant"
     lookup_url_kwarg = "grant"
@@ -145,8 +148,9 @@ class GrantViewSet(TeamScopedViewSet):
         "destroy": Capability.MANAGE_MEMBERS,
     }
 
-    def get_parent(self) -> Project:
-        return self.ctx.get(Project.objects.all(), slug=self.kwargs["project"])
+    def get_parent(self) -> Any:
+        field, kwarg = self.parent_lookup
+        return self.ctx.get(self.parent_queryset, **{field: self.kwargs[kwarg]})
 
     def get_object(self) -> Any:
         return services.grant_get(obj=self.parent, grant=self.kwargs["grant"])
@@ -165,7 +169,7 @@ class GrantViewSet(TeamScopedViewSet):
             "created_at": row.created_at,
         }
 
-    def list(self, request: Request, team: str, project: str) -> Response:
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         rows, next_url = paginate_chain(
             request,
             [
@@ -176,11 +180,11 @@ class GrantViewSet(TeamScopedViewSet):
         results = s.GrantOutput([self._row(r) for r in rows], many=True).data
         return Response({"next": next_url, "previous": None, "results": results})
 
-    def retrieve(self, request: Request, team: str, project: str, grant: str) -> Response:
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return Response(s.GrantOutput(self._row(self.object)).data)
 
     @extend_schema(request=s.GrantCreateInput, responses={201: s.GrantOutput})
-    def create(self, request: Request, team: str, project: str) -> Response:
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self.validated(s.GrantCreateInput, request)
         row, created = services.grant_create(
             ctx=self.ctx,
@@ -194,7 +198,7 @@ class GrantViewSet(TeamScopedViewSet):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
-    def destroy(self, request: Request, team: str, project: str, grant: str) -> Response:
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.grant_revoke(ctx=self.ctx, obj=self.parent, row=self.object)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -1,0 +1,109 @@
+from decimal import Decimal
+from typing import Any
+
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from apps.deployments import orchestrator
+from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
+from apps.teams.api.serializers import StrictCharField, slug_field
+from apps.teams.models import SLUG_MAX_LENGTH
+
+
+class DeploymentBriefOutput(serializers.Serializer):
+    id = serializers.IntegerField(source="number")
+    image = serializers.CharField()
+    status = serializers.ChoiceField(choices=DeploymentStatus.choices)
+
+
+class AppOutput(serializers.ModelSerializer):
+    project = serializers.CharField(source="project.slug")
+    cpus = serializers.FloatField()
+    status = serializers.SerializerMethodField(help_text="new, deploying, running, stopped or failed")
+    url = serializers.SerializerMethodField(help_text="Where the router serves the app.")
+    current_deployment = serializers.SerializerMethodField()
+
+    class Meta:
+        model = App
+        fields = (
+            "name", "project", "port", "health_check_path", "replicas", "memory_mb", "cpus", "command", "status",
+            "url", "current_deployment", "created_at", "updated_at",
+        )  # fmt: skip
+
+    def get_status(self, app: App) -> str:
+        status = getattr(app, "latest_deployment_status", None)
+        if status in ("pending", "pulling", "starting", "health_checking"):
+            return "deploying"
+        if app.live_deployment_id is None:
+            return "failed" if status == DeploymentStatus.FAILED else "new"
+        return "running" if app.desired_running else "stopped"
+
+    def get_url(self, app: App) -> str:
+        return orchestrator.app_url(app)
+
+    def get_current_deployment(self, app: App) -> dict[str, Any] | None:
+        live = app.live_deployment
+        return DeploymentBriefOutput(live).data if live else None
+
+
+class DeploymentOutput(serializers.ModelSerializer):
+    id = serializers.IntegerField(source="number")
+    app = serializers.CharField(source="app.name")
+    created_by = serializers.CharField(source="created_by_label")
+    rollback_of = serializers.IntegerField(source="rollback_of.number", allow_null=True, default=None)
+
+    class Meta:
+        model = Deployment
+        fields = (
+            "id", "app", "image", "image_digest", "status", "reason", "config", "created_by", "token_prefix",
+            "rollback_of", "created_at", "started_at", "finished_at",
+        )  # fmt: skip
+
+
+class DeploymentEventOutput(serializers.ModelSerializer):
+    class Meta:
+        model = DeploymentEvent
+        fields = ("id", "at", "level", "message")
+
+
+class AppCreateInput(serializers.Serializer):
+    name = slug_field()
+    project = StrictCharField(max_length=SLUG_MAX_LENGTH, help_text="The project's slug.")
+    port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    health_check_path = serializers.RegexField(r"^(/[^\s]*)?$", max_length=200, required=False, allow_blank=True)
+    replicas = serializers.IntegerField(min_value=0, max_value=50, required=False)
+    memory_mb = serializers.IntegerField(min_value=16, max_value=65536, required=False)
+    cpus = serializers.DecimalField(
+        max_digits=4, decimal_places=2, min_value=Decimal("0.05"), max_value=Decimal(16), required=False
+    )
+    command = serializers.ListField(
+        child=StrictCharField(max_length=1000), allow_null=True, required=False, min_length=1, max_length=100
+    )
+
+
+class AppUpdateInput(AppCreateInput):
+    name = None
+    project = None
+
+
+class ScaleInput(serializers.Serializer):
+    replicas = serializers.IntegerField(min_value=0, max_value=50)
+
+
+class DeployInput(serializers.Serializer):
+    # Strict: a RegexField would take the number 123 as the image "123" and queue its deployment.
+    image = StrictCharField(
+        max_length=500,
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", "Not an image reference.")],
+        help_text="An image reference, e.g. ghcr.io/org/api:1.2",
+    )
+
+
+class RollbackInput(serializers.Serializer):
+    to = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, help_text="A deployment id; default: the previous live one."
+    )
+
+
+class AppConfirmInput(serializers.Serializer):
+    confirm = serializers.CharField(max_length=100, help_text="Repeat the app's name to confirm deletion.")

@@ -1,0 +1,420 @@
+"""The data plane: turn the desired state in the database into containers on the engine and
+servers in the router. Every function here is idempotent and level-triggered — run twice, or
+after a worker was killed halfway, it converges to the same place — and is called only by
+Celery tasks (apps.deployments.tasks) and the reconciler, never by a web request."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+
+import httpx
+from django.conf import settings
+from django.core.cache import cache as django_cache
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.deployments.models import IN_PROGRESS, App, Container, Deployment, DeploymentEvent, DeploymentStatus
+from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, DockerEngine, Engine, EngineError
+from apps.runtime.router import Backend, HAProxyRouter, Router, RouterError, Server
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 20
+
+
+@cache
+def engine() -> Engine:
+    return DockerEngine.from_settings()
+
+
+@cache
+def router() -> Router:
+    return HAProxyRouter.from_settings()
+
+
+def team_network(team_slug: str) -> str:
+    return f"ps-team-{team_slug}"
+
+
+def app_host(app: App) -> str:
+    return f"{app.name}.{app.team.slug}.{settings.PANDASTACK_APPS_DOMAIN}"
+
+
+def app_url(app: App) -> str:
+    port = settings.PANDASTACK_ROUTER_HTTP_PORT
+    return f"http://{app_host(app)}" + ("" if port == 80 else f":{port}")
+
+
+def network_labels(team_slug: str) -> dict[str, str]:
+    return {f"{LABEL_PREFIX}managed": "true", f"{LABEL_PREFIX}team": team_slug, **settings.PANDASTACK_EXTRA_LABELS}
+
+
+def labels_for(app: App, deployment: Deployment | None = None, replica: int | None = None) -> dict[str, str]:
+    labels = {
+        **network_labels(app.team.slug),
+        f"{LABEL_PREFIX}app": str(app.pk),
+        f"{LABEL_PREFIX}app-name": app.name,
+    }
+    if deployment is not None:
+        labels[f"{LABEL_PREFIX}deployment"] = str(deployment.pk)
+    if replica is not None:
+        labels[f"{LABEL_PREFIX}replica"] = str(replica)
+    return labels
+
+
+# --- locking ---------------------------------------------------------------------------------------
+def heartbeat_interval() -> float:
+    return max(0.5, min(5.0, settings.PANDASTACK_STALE_DEPLOYMENT_SECONDS / 3))
+
+
+@contextmanager
+def app_lock(app_id: int, *, wait: float = 0.0, deployment_id: int | None = None) -> Iterator[bool]:
+    """One worker at a time changes an app's containers (a deploy, a scale, the reconciler).
+
+    Yields whether the lock was taken. While held, a heartbeat thread keeps the lock alive (and
+    the deployment's `updated_at` fresh), so a killed worker's lock expires within seconds and the
+    reconciler can tell a slow deploy (heartbeats) from an abandoned one (none)."""
+    key = f"pandastack:lock:app:{app_id}"
+    interval = heartbeat_interval()
+    ttl = max(1, round(interval * 3))
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while not (taken := django_cache.add(key, "1", timeout=ttl)) and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    if not taken:
+        yield False
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                django_cache.touch(key, ttl)
+                if deployment_id is not None:
+                    Deployment.objects.filter(pk=deployment_id).update(updated_at=timezone.now())
+        finally:
+            connection.close()  # this thread's own database connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-app-{app_id}", daemon=True)
+    thread.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        thread.join()
+        django_cache.delete(key)
+
+
+# --- the router -------------------------------------------------------------------------------------
+def router_backends() -> list[Backend]:
+    """Every app as a backend, with the containers that should receive traffic as its servers."""
+    servers: dict[int, list[Server]] = {}
+    for c in Container.objects.filter(in_router=True).exclude(ip=None).select_related("deployment"):
+        servers.setdefault(c.app_id, []).append(_server(c))
+    return [
+        Backend(name=app.router_backend, hosts=(app_host(app),), servers=tuple(servers.get(app.pk, ())))
+        for app in App.objects.select_related("team").order_by("id")
+    ]
+
+
+def sync_router() -> bool:
+    """Start the router if it is not running and give it the config for every app (a seamless
+    reload, only when something changed)."""
+    r = router()
+    r.ensure_running()
+    return r.apply_config(router_backends())
+
+
+def _server(container: Container) -> Server:
+    return Server(name=container.router_server, address=container.ip, port=container.deployment.config["port"])
+
+
+# --- deployments ---------------------------------------------------------------------------------
+def event(deployment: Deployment, message: str, level: str = "info") -> None:
+    DeploymentEvent.objects.create(deployment=deployment, message=message, level=level)
+    # The event doubles as the deployment's heartbeat for the reconciler.
+    Deployment.objects.filter(pk=deployment.pk).update(updated_at=timezone.now())
+
+
+def set_status(deployment: Deployment, status: str, message: str, **fields: object) -> None:
+    deployment.status = status
+    for name, value in fields.items():
+        setattr(deployment, name, value)
+    deployment.save(update_fields=["status", "updated_at", *fields])
+    event(deployment, message, level="error" if status == DeploymentStatus.FAILED else "info")
+
+
+class DeployFailed(Exception):
+    pass
+
+
+def run_deployment(deployment_id: int) -> None:
+    """Take a deployment from wherever it is to live or failed. Safe to run again after a crash:
+    every step checks what already exists before acting."""
+    deployment = Deployment.objects.select_related("app__team", "app__project").filter(pk=deployment_id).first()
+    if deployment is None or not deployment.in_progress:
+        return
+    app = deployment.app
+    with app_lock(app.pk, wait=settings.PANDASTACK_HEALTH_TIMEOUT, deployment_id=deployment.pk) as locked:
+        if not locked:
+            raise DeployFailed("another operation on this app did not finish in time; retrying")
+        deployment.refresh_from_db()
+        if not deployment.in_progress:
+            return
+        try:
+            _deploy(deployment)
+        except (DeployFailed, EngineError, RouterError) as exc:
+            _fail(deployment, str(exc))
+
+
+def _deploy(deployment: Deployment) -> None:
+    app = deployment.app
+    config = deployment.config
+    if deployment.started_at is None:
+        Deployment.objects.filter(pk=deployment.pk).update(started_at=timezone.now())
+    eng = engine()
+
+    set_status(deployment, DeploymentStatus.PULLING, f"Pulling {deployment.image} (skipped when present)")
+    eng.ensure_image(deployment.image)
+    digest = eng.image_digest(deployment.image) or ""
+    set_status(deployment, DeploymentStatus.STARTING, f"Starting {app.replicas} container(s)", image_digest=digest)
+    eng.ensure_network(team_network(app.team.slug), network_labels(app.team.slug))
+    containers = [_start_container(deployment, replica) for replica in range(1, app.replicas + 1)]
+
+    set_status(deployment, DeploymentStatus.HEALTH_CHECKING, _health_description(config))
+    _wait_healthy(deployment, containers)
+
+    # Switch: the new containers join the router, then the old ones drain and stop.
+    sync_router()  # makes sure the app's backend exists (a reload only for a new app)
+    r = router()
+    for container in containers:
+        # Recorded first: a router reload rendered from the database in between keeps the server.
+        Container.objects.filter(pk=container.pk).update(in_router=True)
+        r.add_server(app.router_backend, _server(container))
+    event(deployment, f"Routing traffic to {len(containers)} new container(s)")
+    previous = app.live_deployment
+    _retire_containers(app, keep_deployment=deployment)
+    with transaction.atomic():
+        if previous is not None and previous.pk != deployment.pk:
+            replaced = DeploymentStatus.ROLLED_BACK if deployment.rollback_of_id else DeploymentStatus.SUPERSEDED
+            Deployment.objects.filter(pk=previous.pk).update(status=replaced)
+        App.objects.filter(pk=app.pk).update(live_deployment=deployment)
+        set_status(deployment, DeploymentStatus.LIVE, f"Live at {app_url(app)}", finished_at=timezone.now())
+
+
+def _health_description(config: dict) -> str:
+    path = config.get("health_check_path")
+    target = f"HTTP GET {path} answers 2xx/3xx" if path else f"port {config['port']} accepts connections"
+    return f"Waiting until {target} (up to {settings.PANDASTACK_HEALTH_TIMEOUT:.0f}s)"
+
+
+def _container_name(deployment: Deployment, replica: int) -> str:
+    app = deployment.app
+    return f"ps-{app.team.slug}-{app.name}-{app.pk}-{deployment.number}-r{replica}"
+
+
+def _start_container(deployment: Deployment, replica: int) -> Container:
+    app = deployment.app
+    config = deployment.config
+    name = _container_name(deployment, replica)
+    container, _ = Container.objects.get_or_create(
+        deployment=deployment, replica=replica, defaults={"team": app.team, "app": app, "name": name}
+    )
+    env = {
+        "PORT": str(config["port"]),
+        "PANDASTACK_APP": app.name,
+        "PANDASTACK_TEAM": app.team.slug,
+        "PANDASTACK_RELEASE": str(deployment.number),
+    }
+    info = engine().run(
+        ContainerSpec(
+            name=name,
+            image=deployment.image,
+            port=config["port"],
+            env=env,
+            labels=labels_for(app, deployment, replica),
+            network=team_network(app.team.slug),
+            command=config.get("command"),
+            memory_mb=config.get("memory_mb"),
+            cpus=float(config["cpus"]) if config.get("cpus") else None,
+        )
+    )
+    container.docker_id, container.ip = info.id, info.ip
+    container.save(update_fields=["docker_id", "ip", "updated_at"])
+    return container
+
+
+def _probe(ip: str, port: int, path: str) -> bool:
+    try:
+        if path:
+            response = httpx.get(f"http://{ip}:{port}{path}", timeout=2.0, follow_redirects=False)
+            return 200 <= response.status_code < 400
+        with socket.create_connection((ip, port), timeout=1.0):
+            return True
+    except (httpx.HTTPError, OSError):
+        return False
+
+
+def _wait_healthy(deployment: Deployment, containers: list[Container]) -> None:
+    config = deployment.config
+    deadline = time.monotonic() + settings.PANDASTACK_HEALTH_TIMEOUT
+    pending = {c.pk: c for c in containers}
+    delay = 0.05
+    while pending:
+        for pk, container in list(pending.items()):
+            info = engine().inspect(container.name)
+            if info is None or info.status not in ("running", "created", "restarting"):
+                code = info.exit_code if info else "gone"
+                raise DeployFailed(_with_log_tail(f"Container {container.name} stopped (exit code {code})", container))
+            if container.ip is None and info.ip:
+                container.ip = info.ip
+                Container.objects.filter(pk=pk).update(ip=info.ip)
+            if container.ip and _probe(container.ip, config["port"], config.get("health_check_path", "")):
+                pending.pop(pk)
+                event(deployment, f"{container.name} is healthy")
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            first = next(iter(pending.values()))
+            raise DeployFailed(
+                _with_log_tail(
+                    f"Health check did not pass within {settings.PANDASTACK_HEALTH_TIMEOUT:.0f}s: "
+                    + _health_description(config).removeprefix("Waiting until "),
+                    first,
+                )
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+
+
+def _with_log_tail(message: str, container: Container) -> str:
+    try:
+        lines = engine().logs(container.name, tail=LOG_TAIL_LINES)
+    except EngineError:
+        lines = []
+    if not lines:
+        return message
+    return message + "\nLast log lines:\n" + "\n".join(line.text for line in lines)
+
+
+def _fail(deployment: Deployment, reason: str) -> None:
+    """The new containers never got traffic: remove them; whatever was live keeps serving."""
+    for container in Container.objects.filter(deployment=deployment):
+        _remove_container(container)
+    set_status(deployment, DeploymentStatus.FAILED, f"Failed: {reason}", reason=reason, finished_at=timezone.now())
+
+
+def _remove_container(container: Container) -> None:
+    if container.in_router:
+        router().remove_server(
+            container.app.router_backend, container.router_server, drain_timeout=settings.PANDASTACK_DRAIN_TIMEOUT
+        )
+    engine().remove(container.name)
+    container.delete()
+
+
+def _retire_containers(app: App, *, keep_deployment: Deployment | None) -> None:
+    """Drain and remove every container of the app that does not belong to `keep_deployment`."""
+    old = Container.objects.filter(app=app).select_related("app")
+    if keep_deployment is not None:
+        old = old.exclude(deployment=keep_deployment)
+    for container in old:
+        if container.in_router:
+            router().remove_server(
+                app.router_backend, container.router_server, drain_timeout=settings.PANDASTACK_DRAIN_TIMEOUT
+            )
+            Container.objects.filter(pk=container.pk).update(in_router=False)
+        engine().stop(container.name, timeout=10)
+        engine().remove(container.name)
+        container.delete()
+
+
+# --- convergence of running apps (scale, stop/start, crashed containers) ---------------------------
+def converge_app(app_id: int) -> None:
+    """Make the app's containers match its desired state: `replicas` healthy containers of its live
+    deployment in the router while it should run; none otherwise."""
+    with app_lock(app_id) as locked:
+        if not locked:
+            return  # a deploy holds the app; it converges it itself
+        app = App.objects.select_related("team", "live_deployment").filter(pk=app_id).first()
+        if app is None:
+            return
+        live = app.live_deployment
+        if not app.desired_running or live is None:
+            _retire_containers(app, keep_deployment=None)
+            return
+        if Deployment.objects.filter(app=app, status__in=IN_PROGRESS).exists():
+            return
+        _retire_containers(app, keep_deployment=live)
+        wanted = set(range(1, app.replicas + 1))
+        for container in Container.objects.filter(deployment=live).select_related("app"):
+            info = engine().inspect(container.name)
+            if container.replica not in wanted or info is None or info.status != "running":
+                if container.replica in wanted:
+                    log.warning("replacing container %s (%s)", container.name, info.status if info else "missing")
+                _remove_container(container)
+        present = set(Container.objects.filter(deployment=live).values_list("replica", flat=True))
+        fresh = [_start_container(live, replica) for replica in sorted(wanted - present)]
+        if fresh:
+            try:
+                _wait_healthy(live, fresh)
+            except DeployFailed as exc:
+                event(live, f"Replacement containers failed: {exc}", level="error")
+                for container in fresh:
+                    _remove_container(container)
+                return
+        sync_router()
+        r = router()
+        for container in Container.objects.filter(deployment=live, in_router=False).exclude(ip=None):
+            Container.objects.filter(pk=container.pk).update(in_router=True)
+            r.add_server(app.router_backend, _server(container))
+
+
+def teardown_app(app_id: int) -> None:
+    """Remove every container of a deleted app (found by label) and its router backend."""
+    for info in engine().list({f"{LABEL_PREFIX}app": str(app_id), f"{LABEL_PREFIX}managed": "true"}):
+        engine().remove(info.id)
+    sync_router()
+
+
+# --- the reconciler ----------------------------------------------------------------------------------
+def reconcile() -> dict[str, int]:
+    """Compare what the engine and the router run with the database and converge: start the router
+    if it died and restore its routes, take over deployments a killed worker left half-done,
+    remove orphan containers, replace crashed ones."""
+    summary = {"resumed": 0, "orphans": 0, "apps": 0}
+    sync_router()
+    stale_before = timezone.now() - timezone.timedelta(seconds=settings.PANDASTACK_STALE_DEPLOYMENT_SECONDS)
+    from apps.deployments.tasks import deployment_run
+
+    for deployment in Deployment.objects.filter(status__in=IN_PROGRESS, updated_at__lt=stale_before):
+        # No heartbeat for a while: its worker died. The deploy is idempotent; run it again.
+        log.warning("taking over stale deployment %s", deployment)
+        event(deployment, "Resumed by the reconciler (its worker stopped reporting)", level="warning")
+        deployment_run.delay(deployment.pk)
+        summary["resumed"] += 1
+    known = set(Container.objects.values_list("name", flat=True))
+    for info in engine().list({f"{LABEL_PREFIX}managed": "true", **settings.PANDASTACK_EXTRA_LABELS}):
+        if info.name not in known:
+            engine().remove(info.id)
+            summary["orphans"] += 1
+    for app_id in App.objects.exclude(live_deployment=None).values_list("pk", flat=True):
+        converge_app(app_id)
+        summary["apps"] += 1
+    # Servers the router lost (a restart from an older config) come back from the database.
+    r = router()
+    present: dict[str, set[str]] = {}
+    for container in Container.objects.filter(in_router=True).exclude(ip=None).select_related("app", "deployment"):
+        backend = container.app.router_backend
+        if backend not in present:
+            present[backend] = {state.name for state in r.servers(backend)}
+        if container.router_server not in present[backend]:
+            r.add_server(backend, _server(container))
+    return summary

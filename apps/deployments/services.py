@@ -1,0 +1,204 @@
+"""Writes for apps and deployments. They record the desired state and enqueue the work (after
+the transaction commits); Celery workers do the slow parts (apps.deployments.tasks)."""
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+
+from apps.audit.services import audit_record
+from apps.core.access import TeamContext
+from apps.core.errors import Conflict, ValidationFailed, require_confirmation
+from apps.deployments import tasks
+from apps.deployments.models import IN_PROGRESS, App, Deployment, DeploymentEvent, DeploymentStatus
+from apps.teams.models import Project, Team
+from apps.teams.quotas import Limit, quota_check, quota_check_value
+
+# What a release carries with it (a rollback runs with these again). Replicas are not part of a
+# release: scaling is independent of what runs (a rollback keeps the current scale).
+RELEASE_CONFIG_FIELDS = ("port", "health_check_path", "memory_mb", "cpus", "command")
+
+
+def _check_limits(team: Team, app: App) -> None:
+    quota_check_value(team=team, limit=Limit.REPLICAS_PER_APP, value=app.replicas)
+    quota_check_value(team=team, limit=Limit.MEMORY_MB_PER_APP, value=app.memory_mb)
+
+
+def _validate_command(command: Any) -> None:
+    if command is not None and (
+        not isinstance(command, list) or not command or not all(isinstance(p, str) and p for p in command)
+    ):
+        raise ValidationFailed("Invalid command.", fields={"command": ["A non-empty list of strings, or null."]})
+
+
+@transaction.atomic
+def app_create(*, ctx: TeamContext, project: Project, name: str, **fields: Any) -> App:
+    team = Team.objects.select_for_update().get(pk=ctx.team.pk)  # serialises concurrent quota checks
+    quota_check(team=ctx.team, limit=Limit.APPS, current=App.objects.filter(team=team).count())
+    if App.objects.filter(team=ctx.team, name=name).exists():
+        raise ValidationFailed(
+            "An app with this name already exists in this team.", fields={"name": ["Already taken in this team."]}
+        )
+    _validate_command(fields.get("command"))
+    app = App(team=ctx.team, project=project, name=name, **fields)
+    app.full_clean()
+    _check_limits(ctx.team, app)
+    app.save()
+    audit_record(
+        actor=ctx.actor, action="app.create", target=app, team=ctx.team, data={"project": project.slug, **fields}
+    )
+    # A new app is a new router backend: the router config is rewritten (a seamless reload).
+    transaction.on_commit(tasks.router_sync.delay)
+    return app
+
+
+@transaction.atomic
+def app_update(*, ctx: TeamContext, app: App, **changes: Any) -> App:
+    """Change settings; release settings (port, limits, command, health check) take effect at the
+    next deployment, replicas at once."""
+    if not changes:
+        return app
+    _validate_command(changes.get("command"))
+    scale = "replicas" in changes and changes["replicas"] != app.replicas
+    for field, value in changes.items():
+        setattr(app, field, value)
+    app.full_clean()
+    _check_limits(ctx.team, app)
+    app.save()
+    audit_record(actor=ctx.actor, action="app.update", target=app, team=ctx.team, data=_jsonable(changes))
+    if scale:
+        transaction.on_commit(lambda: tasks.app_converge.delay(app.pk))
+    return app
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (str(v) if not isinstance(v, str | int | float | bool | list | type(None)) else v) for k, v in data.items()
+    }
+
+
+@transaction.atomic
+def app_scale(*, ctx: TeamContext, app: App, replicas: int) -> App:
+    return app_update(ctx=ctx, app=app, replicas=replicas)
+
+
+@transaction.atomic
+def app_set_running(*, ctx: TeamContext, app: App, running: bool) -> App:
+    """Stop (containers leave the router and stop) or start (the live release runs again)."""
+    if app.desired_running != running:
+        app.desired_running = running
+        app.save(update_fields=["desired_running", "updated_at"])
+        audit_record(actor=ctx.actor, action="app.start" if running else "app.stop", target=app, team=ctx.team)
+        transaction.on_commit(lambda: tasks.app_converge.delay(app.pk))
+    return app
+
+
+@transaction.atomic
+def app_delete(*, ctx: TeamContext, app: App, confirm: str) -> None:
+    """Delete the app; its containers and route are removed by a worker right after."""
+    require_confirmation(confirm, expected=app.name, what="the app's name")
+    audit_record(actor=ctx.actor, action="app.delete", target=app, team=ctx.team)
+    app_id = app.pk
+    app.delete()
+    transaction.on_commit(lambda: tasks.app_teardown.delay(app_id))
+
+
+# --- deployments ---------------------------------------------------------------------------------
+def _release_config(source: App | Deployment) -> dict[str, Any]:
+    if isinstance(source, Deployment):
+        return {k: source.config.get(k) for k in RELEASE_CONFIG_FIELDS}
+    return {
+        "port": source.port,
+        "health_check_path": source.health_check_path,
+        "memory_mb": source.memory_mb,
+        "cpus": str(source.cpus),
+        "command": source.command,
+    }
+
+
+def _create_deployment(
+    ctx: TeamContext,
+    app: App,
+    *,
+    image: str,
+    config: dict[str, Any],
+    action: str,
+    rollback_of: Deployment | None = None,
+) -> Deployment:
+    app = App.objects.select_for_update().get(pk=app.pk)  # numbers and "one at a time" need the row lock
+    busy = Deployment.objects.filter(app=app, status__in=IN_PROGRESS).order_by("number").first()
+    if busy is not None:
+        raise Conflict(
+            f"Deployment #{busy.number} of {app.name} is still in progress ({busy.status}); wait for it to finish.",
+            code="deployment_in_progress",
+        )
+    number = (Deployment.objects.filter(app=app).aggregate(n=Max("number"))["n"] or 0) + 1
+    actor = ctx.actor
+    deployment = Deployment.objects.create(
+        team=ctx.team,
+        app=app,
+        number=number,
+        image=image,
+        config=config,
+        rollback_of=rollback_of,
+        created_by=actor.user,
+        created_by_label=actor.label,
+        token_prefix=actor.token.prefix if actor.token else "",
+    )
+    via = f" with token {actor.token.prefix}…" if actor.token else ""
+    DeploymentEvent.objects.create(deployment=deployment, message=f"Queued by {actor.label}{via}")
+    audit_record(
+        actor=actor,
+        action=action,
+        target=deployment,
+        team=ctx.team,
+        data={"app": app.name, "image": image, "number": number},
+    )
+    transaction.on_commit(lambda: tasks.deployment_run.delay(deployment.pk))
+    return deployment
+
+
+@transaction.atomic
+def deployment_create(*, ctx: TeamContext, app: App, image: str) -> Deployment:
+    """Queue a release of `image` with the app's current settings (answers at once; poll it)."""
+    if not app.desired_running:
+        app.desired_running = True
+        app.save(update_fields=["desired_running", "updated_at"])
+    return _create_deployment(ctx, app, image=image, config=_release_config(app), action="deployment.create")
+
+
+@transaction.atomic
+def deployment_rollback(*, ctx: TeamContext, app: App, to: int | None = None) -> Deployment:
+    """Release again the image and configuration of an earlier deployment: the one numbered `to`,
+    or the one that was live before the current live one."""
+    history = Deployment.objects.filter(app=app)
+    if to is not None:
+        target = history.filter(number=to).first()
+        if target is None:
+            raise ValidationFailed("No such deployment of this app.", fields={"to": [f"No deployment #{to}."]})
+        if target.status == DeploymentStatus.FAILED or target.in_progress:
+            raise ValidationFailed(
+                "Only a deployment that ran can be rolled back to.", fields={"to": [f"#{to} is {target.status}."]}
+            )
+    else:
+        live_number = app.live_deployment.number if app.live_deployment else None
+        candidates = history.filter(status__in=[DeploymentStatus.SUPERSEDED, DeploymentStatus.ROLLED_BACK])
+        if live_number is not None:
+            candidates = candidates.filter(number__lt=live_number)
+        target = candidates.order_by("-number").first()
+        if target is None:
+            raise ValidationFailed(
+                "There is no earlier release to roll back to.", fields={"to": ["Nothing to roll back to."]}
+            )
+    return _create_deployment(
+        ctx, app, image=target.image, config=_release_config(target), action="deployment.rollback", rollback_of=target
+    )
+
+
+@transaction.atomic
+def app_restart(*, ctx: TeamContext, app: App) -> Deployment:
+    """Replace the containers with fresh ones of the live release, without downtime."""
+    live = app.live_deployment
+    if live is None:
+        raise ValidationFailed("The app has no live release to restart.", fields={"app": ["Deploy it first."]})
+    return _create_deployment(ctx, app, image=live.image, config=_release_config(live), action="app.restart")

@@ -1,0 +1,185 @@
+"""End-to-end fixtures: the real Docker Engine, a real HAProxy run by the platform, and a real
+Celery worker process sharing the test database — the whole data plane, nothing stood in for.
+
+The worker is one long-lived process per session (it reads the committed test database, so the
+tests use `transactional_db`); every test gets a fresh test-run label on what it starts, and its
+containers are removed at teardown."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from apps.deployments import orchestrator
+from apps.deployments.models import Deployment
+from tests.runtime.conftest import broken_image, docker_engine, slow_image, web_image, web_image_v2  # noqa: F401
+from tests.support import TEST_RUN_LABEL, remove_test_run
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TERMINAL = {"live", "failed", "superseded", "rolled_back"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Platform:
+    router_port: int
+    router_dir: Path
+    run_id: str
+    worker: "WorkerProcess"
+
+    def get(self, host: str, path: str = "/", timeout: float = 5.0) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.router_port}{path}", headers={"Host": host}, timeout=timeout)
+
+
+class WorkerProcess:
+    """`celery worker` in a subprocess with the test settings and the test database."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "pandastack", "worker", "-l", "info", "--concurrency", "1",
+             "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while b"ready." not in self.log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Celery worker did not start:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children, as a crash would."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def platform_settings(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Router and runtime settings shared by this process and the worker process."""
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.fail("the end-to-end tests need Redis as the broker: set REDIS_URL (scripts/test does)", pytrace=False)
+    router_dir = tmp_path_factory.mktemp("router")
+    run_id = uuid.uuid4().hex[:12]
+    values = {
+        "PANDASTACK_ROUTER_DIR": router_dir,
+        "PANDASTACK_ROUTER_HTTP_PORT": free_port(),
+        "PANDASTACK_ROUTER_BIND": "127.0.0.1",
+        "PANDASTACK_EXTRA_LABELS": {TEST_RUN_LABEL: run_id},
+        "PANDASTACK_STALE_DEPLOYMENT_SECONDS": 3.0,
+    }
+    saved = {name: getattr(settings, name) for name in values}
+    for name, value in values.items():
+        setattr(settings, name, value)
+    orchestrator.engine.cache_clear()
+    orchestrator.router.cache_clear()
+    with django_db_blocker.unblock():
+        db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "pandastack.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND or "",
+        "PANDASTACK_ROUTER_DIR": str(router_dir),
+        "PANDASTACK_ROUTER_HTTP_PORT": str(values["PANDASTACK_ROUTER_HTTP_PORT"]),
+        "PANDASTACK_ROUTER_BIND": "127.0.0.1",
+        "PANDASTACK_EXTRA_LABELS": f"{TEST_RUN_LABEL}={run_id}",
+        "PANDASTACK_HEALTH_TIMEOUT": str(settings.PANDASTACK_HEALTH_TIMEOUT),
+        "PANDASTACK_DRAIN_TIMEOUT": str(settings.PANDASTACK_DRAIN_TIMEOUT),
+        "PANDASTACK_STALE_DEPLOYMENT_SECONDS": "3",
+    }
+    yield {"env": env, "run_id": run_id, "router_dir": router_dir}
+    try:
+        orchestrator.router().stop()
+    finally:
+        remove_test_run(orchestrator.engine().client, run_id)
+        for name, value in saved.items():
+            setattr(settings, name, value)
+        orchestrator.engine.cache_clear()
+        orchestrator.router.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def worker(platform_settings, tmp_path_factory) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(platform_settings["env"], tmp_path_factory.mktemp("worker") / "worker.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def platform(transactional_db, platform_settings, worker, web_image, docker_engine) -> Iterator[Platform]:  # noqa: F811
+    if worker.process is None or worker.process.poll() is not None:
+        worker.start()  # a test killed it
+    yield Platform(
+        router_port=settings.PANDASTACK_ROUTER_HTTP_PORT,
+        router_dir=platform_settings["router_dir"],
+        run_id=platform_settings["run_id"],
+        worker=worker,
+    )
+    # The database is flushed after each test; its containers go too, and the router forgets them.
+    for info in orchestrator.engine().list({TEST_RUN_LABEL: platform_settings["run_id"]}):
+        orchestrator.engine().remove(info.id)
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 60.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def wait_deployment(deployment_id: int, *, timeout: float = 60.0, worker: WorkerProcess | None = None) -> Deployment:
+    """Poll the database until the deployment reaches a terminal status."""
+
+    def done() -> Deployment | None:
+        deployment = Deployment.objects.get(pk=deployment_id)
+        return deployment if deployment.status in TERMINAL else None
+
+    try:
+        return wait_for(done, timeout=timeout, what=f"deployment {deployment_id} to finish")
+    except AssertionError:
+        events = "\n".join(e.message for e in Deployment.objects.get(pk=deployment_id).events.all())
+        tail = worker.log_tail() if worker else ""
+        raise AssertionError(
+            f"deployment {deployment_id} did not finish.\nEvents:\n{events}\nWorker:\n{tail}"
+        ) from None
