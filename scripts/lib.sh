@@ -152,10 +152,11 @@ find_python() {
         "python3 python3-venv; elsewhere pyenv install 3.12) or point PANDASTACK_PYTHON at one."
 }
 
-_pyproject_hash() { sha256sum "${REPO_ROOT}/pyproject.toml" | cut -d' ' -f1; }
+_pyproject_hash() { cat "${REPO_ROOT}/pyproject.toml" "${REPO_ROOT}/cli/pyproject.toml" | sha256sum | cut -d' ' -f1; }
 
-# Create .venv (with a Python >= 3.12) when missing, and pip install -e '.[dev]' into it whenever
-# pyproject.toml changed since the last install (its hash is kept in .venv/.pyproject.sha256).
+# Create .venv (with a Python >= 3.12) when missing, and pip install -e '.[dev]' -e cli (the panda
+# CLI, tested against the platform) into it whenever pyproject.toml or cli/pyproject.toml changed
+# since the last install (their hash is kept in .venv/.pyproject.sha256).
 ensure_venv() {
     local stamp="${VENV_DIR}/.pyproject.sha256" want have="" py
     if [[ -x "$VENV_PY" ]] && ! python_ok "$VENV_PY"; then
@@ -177,10 +178,10 @@ ensure_venv() {
     fi
     want="$(_pyproject_hash)"
     [[ -f "$stamp" ]] && have="$(cat "$stamp")"
-    if [[ "$want" != "$have" ]] || ! "$VENV_PY" -c 'import django, pytest' >/dev/null 2>&1; then
-        log "installing dependencies into .venv (pip install -e '.[dev]')"
+    if [[ "$want" != "$have" ]] || ! "$VENV_PY" -c 'import django, pytest, panda_cli' >/dev/null 2>&1; then
+        log "installing dependencies into .venv (pip install -e '.[dev]' -e cli)"
         quietly "pip install --upgrade pip" "$VENV_PY" -m pip install -q --upgrade pip
-        (cd "$REPO_ROOT" && quietly "pip install -e '.[dev]'" "$VENV_PY" -m pip install -q -e '.[dev]') ||
+        (cd "$REPO_ROOT" && quietly "pip install -e '.[dev]' -e cli" "$VENV_PY" -m pip install -q -e '.[dev]' -e cli) ||
             die "installing the project's dependencies failed (see above)."
         printf '%s\n' "$want" >"$stamp"
     fi
@@ -289,4 +290,31 @@ SQL
         warn "database test_pandastack belongs to '${owner}', not 'pandastack': pytest --reuse-db will" \
             "fail with 'permission denied'. Drop it: runuser -u postgres -- dropdb test_pandastack"
     fi
+}
+
+# --- The runtime: Docker Engine and HAProxy --------------------------------------------------------
+
+docker_ready() { docker info >/dev/null 2>&1; }
+
+# Debian packages for the data plane: the Docker Engine, HAProxy (the platform runs its own), and
+# the static busybox the tests build their tiny images from.
+runtime_packages_needed() {
+    local need=()
+    command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+    command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+    pkg_installed busybox-static || need+=(busybox-static)
+    printf '%s\n' "${need[@]}"
+}
+
+# The Docker Engine: reuse a running one, else start dockerd in the background (no systemd here).
+ensure_docker() {
+    if docker_ready; then
+        log "Docker Engine is running"
+        return 0
+    fi
+    is_root || die "the Docker Engine is not running and starting dockerd needs root (sudo dockerd &)."
+    local logdir=/var/log
+    log "starting dockerd (log: ${logdir}/dockerd.log)"
+    nohup dockerd >"${logdir}/dockerd.log" 2>&1 &
+    wait_for docker_ready 60 || die "dockerd did not come up within 60s (see ${logdir}/dockerd.log)."
 }

@@ -1,5 +1,6 @@
 """The operators' admin site: every screen opens, token hashes never show, the suspend and revoke
-actions go through the services (and the audit log), and the audit log cannot be edited."""
+actions go through the services (and the audit log), the app actions are offered, and the audit log
+and deployments cannot be edited or added by hand."""
 
 from typing import Any
 
@@ -13,6 +14,8 @@ from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
+from apps.deployments import services as deployment_services
+from apps.deployments.models import App, Container, Deployment, DeploymentStatus
 from apps.teams.services import grant_create, group_create, service_account_create
 from apps.tokens.models import ApiToken
 from tests.conftest import TeamWorld, assert_error, make_token, token_client
@@ -39,6 +42,14 @@ def everything(team_a: TeamWorld) -> TeamWorld:
     grant_create(ctx=ctx, obj=team_a.project, capability="deploy", user_id=team_a.user("viewer").pk, group_slug=None)
     grant_create(ctx=ctx, obj=team_a.project, capability="view_logs", user_id=None, group_slug="ops")
     make_token(team_a.team, team_a.user("developer"), projects=["web"])
+    # An app with a live deployment (its "Queued by" event too) and a container. The services
+    # enqueue Celery tasks on commit, and this test's transaction never commits: no task runs.
+    app = deployment_services.app_create(ctx=ctx, project=team_a.project, name="api")
+    grant_create(ctx=ctx, obj=app, capability="deploy", user_id=team_a.user("viewer").pk, group_slug=None)
+    deployment = deployment_services.deployment_create(ctx=ctx, app=app, image="registry.local/api:1")
+    Deployment.objects.filter(pk=deployment.pk).update(status=DeploymentStatus.LIVE)
+    App.objects.filter(pk=app.pk).update(live_deployment=deployment)
+    Container.objects.create(team=team_a.team, app=app, deployment=deployment, replica=1, name="ps-alpha-api-1-1")
     return team_a
 
 
@@ -68,8 +79,54 @@ def test_token_admin_never_shows_the_token_hash(admin_client: Client, everything
         assert token.token_hash not in response.content.decode()
 
 
-def test_token_admin_cannot_add_tokens(admin_client: Client, db: Any) -> None:
-    assert admin_client.get(admin_url(ApiToken, "add")).status_code == 403
+@pytest.mark.parametrize("model", [ApiToken, Deployment, Container], ids=lambda m: m._meta.label)
+def test_rows_made_by_services_cannot_be_added_in_the_admin(
+    admin_client: Client, db: Any, model: type[models.Model]
+) -> None:
+    assert admin_client.get(admin_url(model, "add")).status_code == 403
+
+
+def test_deployment_change_page_shows_its_events_read_only(admin_client: Client, everything: TeamWorld) -> None:
+    deployment = Deployment.objects.get(app__name="api")
+    before = Deployment.objects.values().get(pk=deployment.pk)
+    change = admin_url(Deployment, "change", deployment.pk)
+    assert "Queued by" in admin_client.get(change).content.decode()
+    admin_client.post(change, {"image": "evil:latest", "status": "failed"})
+    assert Deployment.objects.values().get(pk=deployment.pk) == before
+
+
+def test_app_admin_offers_redeploy_stop_and_start(admin_client: Client, everything: TeamWorld) -> None:
+    html = admin_client.get(admin_url(App, "changelist")).content.decode()
+    for action in ("redeploy", "stop", "start"):
+        assert f'<option value="{action}">' in html
+
+
+@pytest.mark.parametrize(("action", "running"), [("stop", False), ("start", True)])
+def test_app_stop_and_start_actions_go_through_the_services_and_are_audited(
+    admin_client: Client, operator: User, everything: TeamWorld, action: str, running: bool
+) -> None:
+    app = App.objects.get(name="api")
+    App.objects.filter(pk=app.pk).update(desired_running=not running)
+    response = admin_client.post(admin_url(App, "changelist"), {"action": action, "_selected_action": [app.pk]})
+    assert response.status_code == 302
+
+    app.refresh_from_db()
+    assert app.desired_running is running
+    event = AuditEvent.objects.get(action=f"app.{action}")
+    assert (event.team_id, event.actor_id, event.via) == (everything.team.pk, operator.pk, "admin")
+
+
+def test_app_redeploy_action_queues_a_release_of_the_live_image(
+    admin_client: Client, operator: User, everything: TeamWorld
+) -> None:
+    app = App.objects.get(name="api")
+    response = admin_client.post(admin_url(App, "changelist"), {"action": "redeploy", "_selected_action": [app.pk]})
+    assert response.status_code == 302
+
+    queued = Deployment.objects.filter(app=app).order_by("-number").first()
+    assert (queued.number, queued.image, queued.status) == (2, "registry.local/api:1", DeploymentStatus.PENDING)
+    event = AuditEvent.objects.get(action="app.restart")
+    assert (event.actor_id, event.via) == (operator.pk, "admin")
 
 
 def test_suspend_action_blocks_the_teams_api_and_is_audited(

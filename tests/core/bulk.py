@@ -11,16 +11,15 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.models import AuditEvent
+from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
 from apps.teams.models import (
     Membership,
     Project,
-    ProjectGroupObjectPermission,
-    ProjectUserObjectPermission,
     ServiceAccount,
     Team,
     TeamGroup,
 )
-from apps.teams.services import default_plan
+from apps.teams.services import default_plan, grant_models
 from apps.tokens.models import ApiToken, hash_token
 from tests.conftest import TeamWorld
 
@@ -109,18 +108,85 @@ def audit_events(world: TeamWorld, start: int, count: int) -> None:
     )
 
 
-def grants(world: TeamWorld, start: int, count: int) -> None:
-    """`count` user grants and `count` group grants on the project "web"."""
-    deploy = Permission.objects.get(content_type=ContentType.objects.get_for_model(Project), codename="deploy")
-    ProjectUserObjectPermission.objects.bulk_create(
-        ProjectUserObjectPermission(content_object=world.project, user=u, permission=deploy)
-        for u in users(world, start, count, "g")
+def _grants_on(world: TeamWorld, obj: Any, start: int, count: int) -> None:
+    """`count` user grants and `count` group grants of "deploy" on `obj` (a project or an app)."""
+    deploy = Permission.objects.get(content_type=ContentType.objects.get_for_model(type(obj)), codename="deploy")
+    user_grant, group_grant = grant_models(type(obj))
+    user_grant.objects.bulk_create(
+        user_grant(content_object=obj, user=u, permission=deploy) for u in users(world, start, count, "g")
     )
-    ProjectGroupObjectPermission.objects.bulk_create(
-        ProjectGroupObjectPermission(content_object=world.project, group=g.group, permission=deploy)
-        for g in team_groups(world, start, count)
+    group_grant.objects.bulk_create(
+        group_grant(content_object=obj, group=g.group, permission=deploy) for g in team_groups(world, start, count)
     )
 
+
+def grants(world: TeamWorld, start: int, count: int) -> None:
+    """`count` user grants and `count` group grants on the project "web"."""
+    _grants_on(world, world.project, start, count)
+
+
+def the_app(world: TeamWorld) -> App:
+    """The app "api" of project "web" (made on first use), which the nested list endpoints name."""
+    app, _ = App.objects.get_or_create(team=world.team, name=APP, defaults={"project": world.project})
+    return app
+
+
+def _deployments_of(app: App, start: int, count: int) -> list[Deployment]:
+    """Deployments numbered start+1 … start+count, superseded, each after #1 a rollback to #1 (so
+    the list's rollback_of column is filled), with one event each."""
+    created = Deployment.objects.bulk_create(
+        Deployment(
+            team=app.team,
+            app=app,
+            number=i + 1,
+            image=f"registry.local/api:{i + 1}",
+            status=DeploymentStatus.SUPERSEDED,
+            config={"port": 8080},
+            created_by_label="owner",
+        )
+        for i in range(start, start + count)
+    )
+    first = Deployment.objects.get(app=app, number=1)
+    Deployment.objects.filter(app=app, number__gt=1, rollback_of=None).update(rollback_of=first)
+    DeploymentEvent.objects.bulk_create(DeploymentEvent(deployment=d, message=f"Queued #{d.number}") for d in created)
+    return created
+
+
+def apps(world: TeamWorld, start: int, count: int) -> None:
+    """`count` apps, each with a live deployment #1 (the list shows it and the latest status)."""
+    created = App.objects.bulk_create(
+        App(team=world.team, project=world.project, name=f"a{i}") for i in range(start, start + count)
+    )
+    live = Deployment.objects.bulk_create(
+        Deployment(team=world.team, app=app, number=1, image="registry.local/a:1", status=DeploymentStatus.LIVE)
+        for app in created
+    )
+    for app, deployment in zip(created, live, strict=True):
+        app.live_deployment = deployment
+    App.objects.bulk_update(created, ["live_deployment"])
+
+
+def deployments(world: TeamWorld, start: int, count: int) -> None:
+    _deployments_of(the_app(world), start, count)
+
+
+def deployment_events(world: TeamWorld, start: int, count: int) -> None:
+    """`count` events of deployment #1 of the app "api" (made with one event on first use)."""
+    app = the_app(world)
+    deployment = Deployment.objects.filter(app=app, number=1).first() or _deployments_of(app, 0, 1)[0]
+    DeploymentEvent.objects.bulk_create(
+        DeploymentEvent(deployment=deployment, level="info", message=f"Step {i}") for i in range(start, start + count)
+    )
+
+
+def app_grants(world: TeamWorld, start: int, count: int) -> None:
+    """`count` user grants and `count` group grants on the app "api"."""
+    _grants_on(world, the_app(world), start, count)
+
+
+# The values of the URL parameters in the paths below.
+APP = "api"
+LIST_PARAMS = {"team": "alpha", "project": "web", "app": APP, "deployment": 1}
 
 # list endpoint -> (path, grow(world, start, count), how the caller authenticates). A token sees
 # only its own team, so the team list is measured for both kinds of caller.
@@ -134,4 +200,8 @@ LISTS: dict[str, tuple[str, Callable[[TeamWorld, int, int], Any], str]] = {
     "tokens with projects": ("/api/v1/teams/alpha/tokens/", tokens, "token"),
     "audit-events": ("/api/v1/teams/alpha/audit-events/", audit_events, "token"),
     "grants": ("/api/v1/teams/alpha/projects/web/grants/", grants, "token"),
+    "apps with live and latest deployment": ("/api/v1/teams/alpha/apps/", apps, "token"),
+    "deployments with rollback_of": ("/api/v1/teams/alpha/apps/api/deployments/", deployments, "token"),
+    "deployment events": ("/api/v1/teams/alpha/apps/api/deployments/1/events/", deployment_events, "token"),
+    "app grants": ("/api/v1/teams/alpha/apps/api/grants/", app_grants, "token"),
 }

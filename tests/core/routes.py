@@ -1,15 +1,23 @@
 """The REST API's routes, read from the URL conf, so tests cover every endpoint that exists (a new
-one shows up here without anybody listing it)."""
+one shows up here without anybody listing it), and `one_of_everything`: a team with a real object
+behind every URL parameter, and the values naming them."""
 
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.urls import URLPattern, URLResolver
-from rest_framework.mixins import ListModelMixin
+from drf_spectacular.generators import SchemaGenerator
 
+from apps.core.access import resolve_team
+from apps.core.actors import Actor
+from apps.deployments import services as deployment_services
+from apps.deployments.models import Container, DeploymentStatus
+from apps.teams.services import grant_create, grant_id, group_create, service_account_create
 from pandastack import api_urls
+from tests.conftest import TeamWorld, make_token
 
 API_PREFIX = "/api/v1/"
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
@@ -20,7 +28,6 @@ class Route:
     name: str
     template: str  # e.g. /api/v1/teams/<str:team>/members/<str:user>/
     methods: tuple[str, ...]  # lower-case HTTP methods the route answers (HEAD and OPTIONS aside)
-    is_list: bool  # GET answers a paginated list
 
     @property
     def params(self) -> list[str]:
@@ -30,8 +37,37 @@ class Route:
     def openapi_path(self) -> str:
         return _PARAM.sub(r"{\1}", self.template)
 
+    @property
+    def is_list(self) -> bool:
+        """GET answers a cursor page (a list action, or another action documented as one, such as a
+        deployment's events)."""
+        return self.openapi_path in _paginated_paths()
+
     def url(self, **values: Any) -> str:
-        return _PARAM.sub(lambda m: str(values[m.group(1)]), self.template)
+        """The path with its parameters filled in. A parameter that names different things under
+        different parents (`grant` is a project grant under projects/<project>/ and an app grant
+        under apps/<app>/) may be given per parent: grant={"project": "user-3", "app": "group-7"}."""
+        params = self.params
+
+        def fill(match: re.Match) -> str:
+            name = match.group(1)
+            value = values[name]
+            if isinstance(value, dict):
+                value = value[params[params.index(name) - 1]]
+            return str(value)
+
+        return _PARAM.sub(fill, self.template)
+
+
+@cache
+def _paginated_paths() -> frozenset[str]:
+    """OpenAPI paths whose GET answers a paginated list, as the published schema documents them."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return frozenset(
+        path
+        for path, operations in schema["paths"].items()
+        if "/Paginated" in str(operations.get("get", {}).get("responses", {}).get("200", {}))
+    )
 
 
 def _methods(callback: Any) -> tuple[str, ...]:
@@ -42,24 +78,12 @@ def _methods(callback: Any) -> tuple[str, ...]:
     return tuple(m for m in view_class.http_method_names if m not in ("head", "options") and hasattr(view_class, m))
 
 
-def _is_list(callback: Any) -> bool:
-    actions = getattr(callback, "actions", None)
-    if actions is not None:
-        return actions.get("get") == "list"
-    return issubclass(callback.view_class, ListModelMixin)
-
-
 def _walk(patterns: list[Any], prefix: str) -> Iterator[Route]:
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
             yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
         elif isinstance(pattern, URLPattern):
-            yield Route(
-                pattern.name,
-                prefix + str(pattern.pattern),
-                _methods(pattern.callback),
-                _is_list(pattern.callback),
-            )
+            yield Route(pattern.name, prefix + str(pattern.pattern), _methods(pattern.callback))
 
 
 def api_routes() -> list[Route]:
@@ -69,3 +93,38 @@ def api_routes() -> list[Route]:
 def team_routes() -> list[Route]:
     """The routes under /api/v1/teams/{team}/."""
     return [route for route in api_routes() if "team" in route.params]
+
+
+def one_of_everything(world: TeamWorld) -> dict[str, Any]:
+    """Give `world`'s team one of everything a team route can name: a group "ops", a service
+    account "ci", a token, a project grant, an app "api" with a live deployment #1 (an event and a
+    container), and an app grant; return the URL parameter values naming them. No Celery task runs:
+    the services enqueue on commit, and the test's transaction never commits."""
+    ctx = resolve_team(Actor(user=world.user("owner"), via="test"), world.team.slug)
+    group_create(ctx=ctx, slug="ops", name="Ops", members=[])
+    service_account_create(ctx=ctx, slug="ci", role="developer")
+    token, _ = make_token(world.team, world.user("developer"))
+    viewer = world.user("viewer").pk
+    project_grant, _ = grant_create(ctx=ctx, obj=world.project, capability="deploy", user_id=viewer, group_slug=None)
+    app = deployment_services.app_create(ctx=ctx, project=world.project, name="api")
+    deployment = deployment_services.deployment_create(ctx=ctx, app=app, image="registry.local/api:1")
+    deployment.status = DeploymentStatus.LIVE
+    deployment.save(update_fields=["status"])
+    app.live_deployment = deployment
+    app.save(update_fields=["live_deployment"])
+    Container.objects.create(
+        team=world.team, app=app, deployment=deployment, replica=1, name=f"ps-{world.team.slug}-api-1-1"
+    )
+    app_grant, _ = grant_create(ctx=ctx, obj=app, capability="view_logs", user_id=None, group_slug="ops")
+    return {
+        "team": world.team.slug,
+        "user": viewer,
+        "project": world.project.slug,
+        "group": "ops",
+        "service_account": "ci",
+        "token": token.pk,
+        "app": app.name,
+        "deployment": deployment.number,
+        # Grant ids count per table: a project grant and an app grant are named under their parent.
+        "grant": {"project": grant_id(project_grant), "app": grant_id(app_grant)},
+    }

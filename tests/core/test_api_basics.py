@@ -12,12 +12,12 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from apps.core.access import resolve_team
 from apps.core.actors import Actor
-from apps.teams.services import group_create, service_account_create, team_set_suspended
+from apps.deployments.models import App
+from apps.teams.services import team_set_suspended
 from tests.conftest import TeamWorld, assert_error, make_token, session_client, token_client
-from tests.core.bulk import LISTS
-from tests.core.routes import api_routes, team_routes
+from tests.core.bulk import LIST_PARAMS, LISTS
+from tests.core.routes import api_routes, one_of_everything, team_routes
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -140,19 +140,24 @@ def test_plain_api_view_without_permission_classes_denies_everybody(team_a: Team
 @pytest.fixture
 def filled(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
     """team_a with one of everything a team route can name, and the URL parameters naming them."""
-    owner = team_a.user("owner")
-    ctx = resolve_team(Actor(user=owner, via="test"), "alpha")
-    group_create(ctx=ctx, slug="ops", name="Ops", members=[])
-    service_account_create(ctx=ctx, slug="ci", role="developer")
-    token, _ = make_token(team_a.team, team_a.user("developer"))
+    return one_of_everything(team_a)
+
+
+def team_state(world: TeamWorld) -> dict[str, Any]:
+    """What a write through any team route would change: members, and the apps with their
+    releases, containers and grants."""
     return {
-        "team": "alpha",
-        "user": team_a.user("viewer").pk,
-        "project": "web",
-        "grant": "user-1",
-        "group": "ops",
-        "service_account": "ci",
-        "token": token.pk,
+        "memberships": world.team.memberships.count(),
+        "apps": [
+            (
+                (app.name, app.replicas, app.desired_running, app.live_deployment_id, app.updated_at),
+                app.deployments.count(),
+                app.containers.count(),
+                app.user_grants.count(),
+                app.group_grants.count(),
+            )
+            for app in App.objects.filter(team=world.team)
+        ],
     }
 
 
@@ -167,12 +172,26 @@ def test_suspended_team_answers_every_route_with_403_team_suspended(
 ) -> None:
     clients = {"token": owner_token(team_a), "session": session_client(team_a.user("owner"))}
     team_set_suspended(actor=Actor.system("test"), team=team_a.team, suspended=True, reason="unpaid")
+    before = team_state(team_a)
     url = route.url(**filled)
     for via, client in clients.items():
         response = getattr(client, method)(url, {"confirm": "alpha"}, format="json")
         assert response.status_code == 403, (via, response.content)
         assert_error(response, 403, "team_suspended")
-    assert team_a.team.memberships.count() == 5  # nothing happened (a leave or a removal included)
+    assert team_state(team_a) == before  # nothing happened (a leave, a removal or a scale included)
+
+
+@pytest.mark.parametrize(
+    "route", [route for route in team_routes() if "get" in route.methods], ids=lambda route: route.name
+)
+def test_every_team_get_route_answers_the_owner_with_the_filled_values(
+    team_a: TeamWorld, filled: dict[str, Any], route: Any
+) -> None:
+    # The values name real objects of the right parent (an app grant under apps/<app>/), so the
+    # suspension test above walks routes that would otherwise answer.
+    response = owner_token(team_a).get(route.url(**filled))
+    assert response.status_code == 200, response.content if not response.streaming else route.name
+    response.close()  # a log stream is not read: no engine is asked
 
 
 def test_suspension_blocks_only_that_team_and_resume_restores(
@@ -236,12 +255,12 @@ LIST_ROUTES = [route for route in api_routes() if route.is_list]
 
 
 def test_every_list_route_is_covered_by_the_bulk_factories() -> None:
-    assert {route.url(team="alpha", project="web") for route in LIST_ROUTES} == {p for p, _, _ in LISTS.values()}
+    assert {route.url(**LIST_PARAMS) for route in LIST_ROUTES} == {p for p, _, _ in LISTS.values()}
 
 
 @pytest.mark.parametrize("route", LIST_ROUTES, ids=lambda r: r.name)
-def test_every_list_is_a_cursor_page(team_a: TeamWorld, route: Any) -> None:
-    response = owner_token(team_a).get(route.url(team="alpha", project="web"))
+def test_every_list_is_a_cursor_page(team_a: TeamWorld, filled: dict[str, Any], route: Any) -> None:
+    response = owner_token(team_a).get(route.url(**filled))
     assert response.status_code == 200
     assert set(response.json()) == {"next", "previous", "results"}
 

@@ -2,7 +2,9 @@
 nothing at all; no body, however odd, makes it answer 500.
 
 Calls are made by the owner with a signed-in session, so permissions never decide the outcome
-(POST /teams/ needs a person: tokens cannot create teams)."""
+(POST /teams/ needs a person: tokens cannot create teams). Creating an app or a deployment
+enqueues Celery tasks on commit; these tests run inside a transaction that never commits, so no
+task is ever sent (and a refused write must not have enqueued one anyway)."""
 
 import json
 from typing import Any
@@ -12,28 +14,46 @@ from django.apps import apps
 
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
+from apps.deployments import services as deployment_services
+from apps.deployments.models import Deployment, DeploymentStatus
 from apps.teams.services import group_create, service_account_create
 from tests.conftest import TeamWorld, assert_error, session_client
 from tests.core.routes import api_routes
 
-SNAPSHOT_APPS = {"teams", "tokens", "audit", "accounts", "guardian", "auth"}
+SNAPSHOT_APPS = {"teams", "tokens", "audit", "accounts", "guardian", "auth", "deployments"}
 
 
-def row_counts() -> dict[str, int]:
-    """Rows of every model (through tables included) of the apps an API write could touch."""
+def row_snapshot() -> dict[str, list[str]]:
+    """Every row (every column) of every model, through tables included, of the apps an API write
+    could touch: a refused write must neither add, remove nor change a row."""
     return {
-        model._meta.label: model._default_manager.count()
+        model._meta.label: sorted(map(repr, model._default_manager.values_list()))
         for model in apps.get_models(include_auto_created=True)
         if model._meta.app_label in SNAPSHOT_APPS
     }
 
 
+def release(deployment: Deployment, status: DeploymentStatus) -> None:
+    """Settle a queued deployment as a worker would have (no worker runs here)."""
+    deployment.status = status
+    deployment.save(update_fields=["status"])
+
+
 @pytest.fixture
 def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
-    """team_a with a group "ops" and a service account "ci"; ids used by paths and payloads."""
+    """team_a with a group "ops", a service account "ci" and an app "api" whose deployment #1 is
+    live and #2 failed (nothing earlier to roll back to); ids used by paths and payloads."""
     ctx = resolve_team(Actor(user=team_a.user("owner"), via="test"), "alpha")
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
     service_account_create(ctx=ctx, slug="ci", role="developer")
+    app = deployment_services.app_create(ctx=ctx, project=team_a.project, name="api")
+    live = deployment_services.deployment_create(ctx=ctx, app=app, image="registry.local/api:1")
+    release(live, DeploymentStatus.LIVE)
+    app.live_deployment = live
+    app.save(update_fields=["live_deployment"])
+    release(
+        deployment_services.deployment_create(ctx=ctx, app=app, image="registry.local/api:2"), DeploymentStatus.FAILED
+    )
     return {
         "viewer": team_a.user("viewer").pk,
         "owner": team_a.user("owner").pk,
@@ -66,9 +86,17 @@ ENDPOINTS = {
     "service-account-create": ("post", "service-account-list", A),
     "service-account-update": ("patch", "service-account-detail", {**A, "service_account": "ci"}),
     "token-create": ("post", "token-list", A),
+    "app-create": ("post", "app-list", A),
+    "app-update": ("patch", "app-detail", {**A, "app": "api"}),
+    "app-delete": ("delete", "app-detail", {**A, "app": "api"}),
+    "app-scale": ("post", "app-scale", {**A, "app": "api"}),
+    "app-rollback": ("post", "app-rollback", {**A, "app": "api"}),
+    "deployment-create": ("post", "deployment-list", {**A, "app": "api"}),
+    "app-grant-create": ("post", "app-grant-list", {**A, "app": "api"}),
 }
 # Writes that take no body: the URL says everything (leaving the team; DELETE of a member, grant,
-# group, service account or token; revoking a token).
+# group, service account, token or app grant; revoking a token; restarting, stopping or starting
+# an app).
 BODYLESS = {
     ("post", "team-leave"),
     ("delete", "member-detail"),
@@ -77,6 +105,10 @@ BODYLESS = {
     ("delete", "service-account-detail"),
     ("delete", "token-detail"),
     ("post", "token-revoke"),
+    ("delete", "app-grant-detail"),
+    ("post", "app-restart"),
+    ("post", "app-stop"),
+    ("post", "app-start"),
 }
 ROUTES = {route.name: route for route in api_routes()}
 
@@ -91,19 +123,48 @@ def case(endpoint: str, body: Any, field: str | None, *, status: int = 400, code
     return pytest.param(endpoint, body, status, code, field, id=f"{endpoint}:{json.dumps(body)}")
 
 
-def slug_cases(endpoint: str, valid: dict[str, Any], duplicate: str) -> list[Any]:
-    """Missing, mistyped, too long, malformed and already taken slugs for a create endpoint."""
-    without = {k: v for k, v in valid.items() if k != "slug"}
+def slug_cases(endpoint: str, valid: dict[str, Any], duplicate: str, key: str = "slug") -> list[Any]:
+    """Missing, mistyped, too long, malformed and already taken slugs (in field `key`) for a create
+    endpoint."""
+    without = {k: v for k, v in valid.items() if k != key}
     return [
-        case(endpoint, without, "slug"),
-        case(endpoint, {**valid, "slug": 123}, "slug"),
-        case(endpoint, {**valid, "slug": ["web"]}, "slug"),
-        case(endpoint, {**valid, "slug": None}, "slug"),
-        case(endpoint, {**valid, "slug": ""}, "slug"),
-        case(endpoint, {**valid, "slug": LONG_SLUG}, "slug"),
-        *(case(endpoint, {**valid, "slug": bad}, "slug") for bad in BAD_SLUGS),
-        case(endpoint, {**valid, "slug": duplicate}, "slug"),
+        case(endpoint, without, key),
+        case(endpoint, {**valid, key: 123}, key),
+        case(endpoint, {**valid, key: ["web"]}, key),
+        case(endpoint, {**valid, key: None}, key),
+        case(endpoint, {**valid, key: ""}, key),
+        case(endpoint, {**valid, key: LONG_SLUG}, key),
+        *(case(endpoint, {**valid, key: bad}, key) for bad in BAD_SLUGS),
+        case(endpoint, {**valid, key: duplicate}, key),
     ]
+
+
+def grant_cases(endpoint: str) -> list[Any]:
+    """Bad object grants, the same for every object that has grants (a project, an app)."""
+    return [
+        case(endpoint, {"group": "ops"}, "capability"),
+        case(endpoint, {"capability": "fly", "group": "ops"}, "capability"),
+        case(endpoint, {"capability": "manage_members", "group": "ops"}, "capability"),
+        case(endpoint, {"capability": ["deploy"], "group": "ops"}, "capability"),
+        case(endpoint, {"capability": "deploy"}, "non_field_errors"),
+        case(endpoint, {"capability": "deploy", "group": "ops", "user": "@viewer"}, "non_field_errors"),
+        case(endpoint, {"capability": "deploy", "group": "nope"}, "group"),
+        case(endpoint, {"capability": "deploy", "user": "abc"}, "user"),
+        case(endpoint, {"capability": "deploy", "user": "@stranger"}, "user"),
+    ]
+
+
+def app_setting_cases(endpoint: str, valid: dict[str, Any]) -> list[Any]:
+    """Out-of-range, mistyped and over-long app settings, the same on create and update."""
+    bad = {
+        "port": [0, 70000, "x", None],
+        "replicas": [-1, 51, "x"],
+        "memory_mb": [1, "lots", 70000],
+        "cpus": [0, "a", 17, "NaN"],
+        "command": ["", [], [1], "str", [""], {"a": "b"}, ["c" * 1001], ["c"] * 101, ["a\x00b"]],
+        "health_check_path": ["nope", "/a b", "/" + "p" * 200, 5],
+    }
+    return [case(endpoint, {**valid, field: value}, field) for field, values in bad.items() for value in values]
 
 
 def resolve(body: Any, ids: dict[str, Any]) -> Any:
@@ -164,15 +225,7 @@ BAD_PAYLOADS = [
     case("project-delete", {}, "confirm"),
     case("project-delete", {"confirm": "api"}, "confirm"),
     # --- grants -------------------------------------------------------------------------------
-    case("grant-create", {"group": "ops"}, "capability"),
-    case("grant-create", {"capability": "fly", "group": "ops"}, "capability"),
-    case("grant-create", {"capability": "manage_members", "group": "ops"}, "capability"),
-    case("grant-create", {"capability": ["deploy"], "group": "ops"}, "capability"),
-    case("grant-create", {"capability": "deploy"}, "non_field_errors"),
-    case("grant-create", {"capability": "deploy", "group": "ops", "user": "@viewer"}, "non_field_errors"),
-    case("grant-create", {"capability": "deploy", "group": "nope"}, "group"),
-    case("grant-create", {"capability": "deploy", "user": "abc"}, "user"),
-    case("grant-create", {"capability": "deploy", "user": "@stranger"}, "user"),
+    *grant_cases("grant-create"),
     # --- groups -------------------------------------------------------------------------------
     *slug_cases("group-create", {"slug": "data", "name": "Data"}, duplicate="ops"),
     case("group-create", {"slug": "data", "name": LONG_NAME}, "name"),
@@ -214,6 +267,38 @@ BAD_PAYLOADS = [
     case("token-create", {"name": "ci", "expires_in_days": "soon"}, "expires_in_days"),
     case("token-create", {"name": "ci", "user": "abc"}, "user"),
     case("token-create", {"name": "ci", "user": "@stranger"}, "user"),
+    # --- apps ---------------------------------------------------------------------------------
+    *slug_cases("app-create", {"name": "worker", "project": "web"}, duplicate="api", key="name"),
+    case("app-create", {"name": "worker"}, "project"),
+    case("app-create", {"name": "worker", "project": "nope"}, "project"),
+    case("app-create", {"name": "worker", "project": 7}, "project"),
+    case("app-create", {"name": "worker", "project": LONG_SLUG}, "project"),
+    *app_setting_cases("app-create", {"name": "worker", "project": "web"}),
+    case("app-create", {"name": "worker", "project": "web", "replicas": 3}, None, status=403, code="quota_exceeded"),
+    case("app-create", {"name": "worker", "project": "web", "memory_mb": 513}, None, status=403, code="quota_exceeded"),
+    *app_setting_cases("app-update", {}),
+    case("app-update", {"replicas": 3}, None, status=403, code="quota_exceeded"),
+    case("app-delete", {}, "confirm"),
+    case("app-delete", {"confirm": "web"}, "confirm"),
+    case("app-delete", {"confirm": "API"}, "confirm"),
+    case("app-delete", {"confirm": ["api"]}, "confirm"),
+    case("app-scale", {}, "replicas"),
+    *(case("app-scale", {"replicas": bad}, "replicas") for bad in (-1, 51, "x", None, [1])),
+    case("app-scale", {"replicas": 3}, None, status=403, code="quota_exceeded"),
+    *(case("app-rollback", {"to": bad}, "to") for bad in (0, -1, "x", [1])),
+    case("app-rollback", {"to": 99}, "to"),  # no deployment #99
+    case("app-rollback", {"to": 10**20}, "to"),  # not even a number the database can store
+    case("app-rollback", {"to": 2}, "to"),  # #2 failed: it never ran
+    case("app-rollback", {}, "to"),  # nothing earlier than the live #1
+    case("app-rollback", {"to": None}, "to"),
+    # --- deployments --------------------------------------------------------------------------
+    case("deployment-create", {}, "image"),
+    *(
+        case("deployment-create", {"image": bad}, "image")
+        for bad in ("", "bad image with spaces", "i" * 501, 123, None, ["busybox"], "-busybox", "a\x00b")
+    ),
+    # --- app grants ---------------------------------------------------------------------------
+    *grant_cases("app-grant-create"),
 ]
 
 
@@ -236,28 +321,47 @@ def send(world: dict[str, Any], endpoint: str, body: Any, **kwargs: Any) -> Any:
 def test_bad_payload_is_refused_with_the_field_named_and_nothing_written(
     world: dict[str, Any], endpoint: str, body: Any, status: int, code: str, field: str | None
 ) -> None:
-    before = row_counts()
+    before = row_snapshot()
     error = assert_error(send(world, endpoint, body), status, code)
     if field is not None:
         assert field in error["fields"], error
         assert all(isinstance(m, str) and m for m in error["fields"][field]), error
-    assert row_counts() == before
+    assert row_snapshot() == before
+
+
+def test_an_app_beyond_the_plans_app_count_is_403_quota_exceeded_and_writes_nothing(
+    world: dict[str, Any], team_a: TeamWorld
+) -> None:
+    plan = team_a.team.plan
+    ctx = resolve_team(Actor(user=team_a.user("owner"), via="test"), "alpha")
+    for i in range(plan.max_apps - 1):  # "api" is the first
+        deployment_services.app_create(ctx=ctx, project=team_a.project, name=f"app{i}")
+    before = row_snapshot()
+    error = assert_error(send(world, "app-create", {"name": "worker", "project": "web"}), 403, "quota_exceeded")
+    assert (error["limit"], error["maximum"], error["current"], error["requested"], error["plan"]) == (
+        "max_apps",
+        plan.max_apps,
+        plan.max_apps,
+        1,
+        plan.slug,
+    )
+    assert row_snapshot() == before
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_malformed_json_is_a_parse_error_and_writes_nothing(world: dict[str, Any], endpoint: str) -> None:
-    before = row_counts()
+    before = row_snapshot()
     response = send(world, endpoint, '{"slug": "x", ', content_type="application/json")
     assert_error(response, 400, "parse_error")
-    assert row_counts() == before
+    assert row_snapshot() == before
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_non_json_content_type_is_415_and_writes_nothing(world: dict[str, Any], endpoint: str) -> None:
-    before = row_counts()
+    before = row_snapshot()
     response = send(world, endpoint, "slug=x&name=y", content_type="application/x-www-form-urlencoded")
     assert_error(response, 415, "unsupported_media_type")
-    assert row_counts() == before
+    assert row_snapshot() == before
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -272,7 +376,7 @@ def test_empty_body_is_never_a_500(world: dict[str, Any], endpoint: str) -> None
 @pytest.mark.parametrize("body", ["[]", '[{"slug": "x", "name": "x"}]'], ids=["empty-array", "array"])
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_array_body_is_refused_and_writes_nothing(world: dict[str, Any], endpoint: str, body: str) -> None:
-    before = row_counts()
+    before = row_snapshot()
     error = assert_error(send(world, endpoint, body, content_type="application/json"), 400, "invalid")
     assert "non_field_errors" in error["fields"]
-    assert row_counts() == before
+    assert row_snapshot() == before
