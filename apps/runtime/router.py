@@ -41,7 +41,6 @@ import os
 import re
 import signal
 import socket
-# Runs the configured haproxy binary only, with our own arguments and no shell.
 import subprocess  # nosec B404
 import tempfile
 import time
