@@ -378,10 +378,11 @@ def converge_app(app_id: int) -> None:
 
 
 def teardown_app(app_id: int) -> None:
-    """Remove every container of a deleted app (found by label) and its router backend."""
+    """Remove a deleted app's router backend, then its containers (found by label): traffic stops
+    going to them before they go."""
+    sync_router()
     for info in engine().list({f"{LABEL_PREFIX}app": str(app_id), f"{LABEL_PREFIX}managed": "true"}):
         engine().remove(info.id)
-    sync_router()
 
 
 # --- the reconciler ----------------------------------------------------------------------------------

@@ -182,3 +182,57 @@ def test_app_quota_and_duplicate_deploy_are_clear_errors(platform, world, web_im
     wait_for(
         lambda: not Deployment.objects.filter(status__in=["pending", "pulling", "starting", "health_checking"]).exists()
     )
+
+
+def test_restart_stop_start_named_rollback_follow_logs_and_delete(platform, world, web_image, web_image_v2):
+    client = owner_client(world)
+    create_app(client)
+    deploy(client, web_image, platform=platform)
+    deploy(client, web_image_v2, platform=platform)
+    base = "/api/v1/teams/alpha/apps/web"
+
+    # restart: fresh containers of the live release, no downtime
+    before = set(Container.objects.values_list("name", flat=True))
+    restart = client.post(f"{base}/restart/")
+    assert restart.status_code == 202
+    restarted = wait_deployment(Deployment.objects.get(number=restart.json()["id"]).pk, worker=platform.worker)
+    assert restarted.status == "live" and restarted.image == web_image_v2
+    assert not before & set(Container.objects.values_list("name", flat=True))
+
+    # stop and start
+    assert client.post(f"{base}/stop/").json()["status"] == "stopped"
+    wait_for(lambda: platform.get(host()).status_code == 503, what="the stopped app to leave the router")
+    wait_for(lambda: not orchestrator.engine().list({"io.pandastack.app-name": "web"}), what="containers gone")
+    assert client.post(f"{base}/start/").status_code == 202
+    wait_for(lambda: platform.get(host()).status_code == 200, what="the app to serve again")
+
+    # a named rollback
+    response = client.post(f"{base}/rollback/", {"to": 1}, format="json")
+    assert response.status_code == 202
+    back = wait_deployment(Deployment.objects.get(number=response.json()["id"]).pk, worker=platform.worker)
+    assert back.rollback_of.number == 1 and platform.get(host()).text.startswith("v1")
+
+    # follow: the stream carries new lines (httpd logs each response) while it stays open
+    lines: list[str] = []
+
+    def follow() -> None:
+        stream = client.get(f"{base}/logs/?tail=0&follow=1")
+        for chunk in stream.streaming_content:
+            lines.append(chunk.decode())
+            if any("response:404" in line for line in lines):
+                stream.close()
+                return
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    wait_for(
+        lambda: platform.get(host(), "/follow-me").status_code == 404 and any("response:404" in x for x in lines),
+        timeout=20,
+        what="the followed log to show a new request",
+    )
+    reader.join(5)
+
+    # delete: containers and route go
+    assert client.delete(f"{base}/", {"confirm": "web"}, format="json").status_code == 204
+    wait_for(lambda: platform.get(host()).status_code == 503, what="the route to go")
+    wait_for(lambda: not orchestrator.engine().list({"io.pandastack.app-name": "web"}), what="containers removed")
