@@ -24,6 +24,7 @@ COPY . .
 RUN pip install --no-deps . \
     && DJANGO_SETTINGS_MODULE=pandastack.settings.production DJANGO_SECRET_KEY=build \
        DJANGO_ALLOWED_HOSTS=x DATABASE_URL=sqlite:////tmp/x.db \
+       PANDASTACK_SECRET_KEYS=MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA= \
        python manage.py collectstatic --noinput -v 0 \
     && rm -f /tmp/x.db \
     && mkdir -p /app/var \

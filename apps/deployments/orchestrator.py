@@ -22,6 +22,8 @@ from django.utils import timezone
 from apps.deployments.models import IN_PROGRESS, App, Container, Deployment, DeploymentEvent, DeploymentStatus
 from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, DockerEngine, Engine, EngineError
 from apps.runtime.router import Backend, HAProxyRouter, Router, RouterError, Server
+from apps.secrets.crypto import DecryptionFailed
+from apps.secrets.selectors import environment_from_versions
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +172,7 @@ def run_deployment(deployment_id: int) -> None:
             return
         try:
             _deploy(deployment)
-        except (DeployFailed, EngineError, RouterError) as exc:
+        except (DeployFailed, EngineError, RouterError, DecryptionFailed) as exc:
             _fail(deployment, str(exc))
 
 
@@ -228,6 +230,9 @@ def _start_container(deployment: Deployment, replica: int) -> Container:
         deployment=deployment, replica=replica, defaults={"team": app.team, "app": app, "name": name}
     )
     env = {
+        # The team's, project's and app's variables as recorded by the deployment; the platform's
+        # own names below always win.
+        **environment_from_versions(config.get("variables") or {}),
         "PORT": str(config["port"]),
         "PANDASTACK_APP": app.name,
         "PANDASTACK_TEAM": app.team.slug,

@@ -11,12 +11,13 @@ from apps.core.access import TeamContext
 from apps.core.errors import Conflict, ValidationFailed, require_confirmation
 from apps.deployments import tasks
 from apps.deployments.models import IN_PROGRESS, App, Deployment, DeploymentEvent, DeploymentStatus
+from apps.secrets.selectors import version_ids_for_app
 from apps.teams.models import Project, Team
 from apps.teams.quotas import Limit, quota_check, quota_check_value
 
 # What a release carries with it (a rollback runs with these again). Replicas are not part of a
 # release: scaling is independent of what runs (a rollback keeps the current scale).
-RELEASE_CONFIG_FIELDS = ("port", "health_check_path", "memory_mb", "cpus", "command")
+RELEASE_CONFIG_FIELDS = ("port", "health_check_path", "memory_mb", "cpus", "command", "variables")
 
 
 def _check_limits(team: Team, app: App) -> None:
@@ -113,6 +114,9 @@ def _release_config(source: App | Deployment) -> dict[str, Any]:
         "memory_mb": source.memory_mb,
         "cpus": str(source.cpus),
         "command": source.command,
+        # The version of each variable (team, project, app merged): values stay encrypted until
+        # the worker starts a container.
+        "variables": version_ids_for_app(source),
     }
 
 
@@ -197,8 +201,10 @@ def deployment_rollback(*, ctx: TeamContext, app: App, to: int | None = None) ->
 
 @transaction.atomic
 def app_restart(*, ctx: TeamContext, app: App) -> Deployment:
-    """Replace the containers with fresh ones of the live release, without downtime."""
+    """Replace the containers with fresh ones of the live release, without downtime. They get the
+    variables as they are now (this is how a variable change reaches a running app)."""
     live = app.live_deployment
     if live is None:
         raise ValidationFailed("The app has no live release to restart.", fields={"app": ["Deploy it first."]})
-    return _create_deployment(ctx, app, image=live.image, config=_release_config(live), action="app.restart")
+    config = {**_release_config(live), "variables": version_ids_for_app(app)}
+    return _create_deployment(ctx, app, image=live.image, config=config, action="app.restart")

@@ -38,6 +38,9 @@ INSTALLED_APPS = [
     "apps.tokens",
     "apps.audit",
     "apps.deployments",
+    "apps.secrets",
+    "apps.events",
+    "apps.cron",
 ]
 
 MIDDLEWARE = [
@@ -149,6 +152,11 @@ SPECTACULAR_SETTINGS = {
 # --- Tokens -------------------------------------------------------------------------------------
 PANDASTACK_TOKEN_DEFAULT_EXPIRY_DAYS = env.int("PANDASTACK_TOKEN_DEFAULT_EXPIRY_DAYS", default=90)
 PANDASTACK_TOKEN_MAX_EXPIRY_DAYS = env.int("PANDASTACK_TOKEN_MAX_EXPIRY_DAYS", default=365)
+
+# --- Secrets --------------------------------------------------------------------------------------
+# Fernet keys for variable values, comma-separated; the first encrypts, all decrypt (rotation:
+# put a new key first, run `manage.py rotate_secret_keys`, then drop the old one).
+PANDASTACK_SECRET_KEYS: list[str] = env.list("PANDASTACK_SECRET_KEYS", default=[])
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")

@@ -13,3 +13,20 @@ REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = [  # noqa: F405
     "rest_framework.renderers.JSONRenderer",
     "rest_framework.renderers.BrowsableAPIRenderer",
 ]
+
+if not PANDASTACK_SECRET_KEYS:  # noqa: F405
+    # The local run makes a development key once and keeps it beside the SQLite database.
+    import sys
+
+    from cryptography.fernet import Fernet
+
+    _key_file = VAR_DIR / "dev-secret-key"
+    if not _key_file.exists():
+        _key_file.write_text(Fernet.generate_key().decode())
+        _key_file.chmod(0o600)
+    PANDASTACK_SECRET_KEYS = [_key_file.read_text().strip()]
+    print(
+        f"WARNING: PANDASTACK_SECRET_KEYS is not set; secrets are encrypted with a DEVELOPMENT key kept in"
+        f" {_key_file}. Set PANDASTACK_SECRET_KEYS for anything but a local trial.",
+        file=sys.stderr,
+    )

@@ -1,7 +1,9 @@
 """Production: every secret and address comes from the environment; nothing insecure defaults."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from pandastack.settings.base import *  # noqa: F403
-from pandastack.settings.base import env
+from pandastack.settings.base import PANDASTACK_SECRET_KEYS, env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -20,3 +22,10 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+
+if not PANDASTACK_SECRET_KEYS:
+    raise ImproperlyConfigured(
+        "PANDASTACK_SECRET_KEYS is not set: production refuses to start without the keys that encrypt"
+        " variables and secrets. Make one with: python -c 'from cryptography.fernet import Fernet;"
+        " print(Fernet.generate_key().decode())'"
+    )

@@ -24,3 +24,5 @@ if REDIS_URL:  # noqa: F405
 # Short waits: test images start in well under a second.
 PANDASTACK_HEALTH_TIMEOUT = env.float("PANDASTACK_HEALTH_TIMEOUT", default=20.0)
 PANDASTACK_DRAIN_TIMEOUT = env.float("PANDASTACK_DRAIN_TIMEOUT", default=3.0)
+# A fixed key for tests only (the e2e worker process must share it); never used elsewhere.
+PANDASTACK_SECRET_KEYS = env.list("PANDASTACK_SECRET_KEYS", default=["3cK39bdHjGef-eVP4uODNhRieCuiO-M5fSoq18SGUrU="])

@@ -1,0 +1,46 @@
+"""Reads of variables. Values are decrypted only here and in the reveal service, and only for the
+caller that needs them (a container's environment, a reveal, a plain value in a list)."""
+
+from django.db.models import Q, QuerySet
+
+from apps.secrets import crypto
+from apps.secrets.models import Level, Variable, VariableVersion
+
+
+def live_variables() -> QuerySet[Variable]:
+    """Variables that currently have a value (not unset), with their current version."""
+    return Variable.objects.exclude(current=None).exclude(current__deleted=True).select_related("current")
+
+
+def variables_for_app(app: object) -> list[Variable]:
+    """The merged variables an app's containers get: team, then project, then app level, the
+    narrower level winning for the same name."""
+    rows = live_variables().filter(
+        Q(level=Level.TEAM, team=app.team_id)
+        | Q(level=Level.PROJECT, project=app.project_id)
+        | Q(level=Level.APP, app=app.pk)
+    )
+    rank = {Level.TEAM: 0, Level.PROJECT: 1, Level.APP: 2}
+    merged: dict[str, Variable] = {}
+    for variable in sorted(rows, key=lambda v: rank[v.level]):
+        merged[variable.name] = variable
+    return [merged[name] for name in sorted(merged)]
+
+
+def version_ids_for_app(app: object) -> dict[str, int]:
+    """What a deployment records: the version of each variable it runs with."""
+    return {v.name: v.current_id for v in variables_for_app(app)}
+
+
+def environment_from_versions(version_ids: dict[str, int]) -> dict[str, str]:
+    """Decrypt the recorded versions into a container's environment (in the worker only)."""
+    versions = VariableVersion.objects.filter(pk__in=version_ids.values(), deleted=False)
+    by_pk = {v.pk: v for v in versions}
+    return {name: crypto.decrypt(by_pk[pk].value_encrypted) for name, pk in sorted(version_ids.items()) if pk in by_pk}
+
+
+def plain_value(variable: Variable) -> str | None:
+    """The value of a non-secret variable (anyone who can view may read it); None for secrets."""
+    if variable.secret or variable.current is None or variable.current.deleted:
+        return None
+    return crypto.decrypt(variable.current.value_encrypted)
