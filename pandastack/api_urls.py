@@ -4,12 +4,34 @@ from django.urls import include, path
 
 from apps.accounts.api import MeView
 from apps.audit.api.views import AuditEventViewSet
+from apps.cron.api import views as cron
 from apps.deployments.api import views as deployments
+from apps.events.api.views import PlatformEventViewSet
+from apps.secrets.api.views import VariableViewSet
 from apps.teams.api import views as teams
 from apps.tokens.api.views import TokenViewSet
 
 LIST = {"get": "list", "post": "create"}
 DETAIL = {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+
+
+def variable_routes(prefix: str, name: str) -> list:
+    """The same variables API at the team, project and app level."""
+    return [
+        path(f"{prefix}variables/", VariableViewSet.as_view(LIST), name=f"{name}-variable-list"),
+        path(f"{prefix}variables/unset/", VariableViewSet.as_view({"post": "unset"}), name=f"{name}-variable-unset"),
+        path(
+            f"{prefix}variables/<str:variable>/reveal/",
+            VariableViewSet.as_view({"post": "reveal"}),
+            name=f"{name}-variable-reveal",
+        ),
+        path(
+            f"{prefix}variables/<str:variable>/versions/",
+            VariableViewSet.as_view({"get": "versions"}),
+            name=f"{name}-variable-versions",
+        ),
+    ]
+
 
 team_routes = [
     path(
@@ -68,6 +90,27 @@ team_routes = [
         deployments.AppGrantViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
         name="app-grant-detail",
     ),
+    *variable_routes("", "team"),
+    *variable_routes("projects/<str:project>/", "project"),
+    *variable_routes("apps/<str:app>/", "app"),
+    path("cron-jobs/", cron.CronJobViewSet.as_view(LIST), name="cron-job-list"),
+    path("cron-jobs/<str:cron_job>/", cron.CronJobViewSet.as_view(DETAIL), name="cron-job-detail"),
+    *[
+        path(f"cron-jobs/<str:cron_job>/{verb}/", cron.CronJobViewSet.as_view({"post": verb}), name=f"cron-job-{verb}")
+        for verb in ("run", "suspend", "resume")
+    ],
+    path("cron-jobs/<str:cron_job>/runs/", cron.CronRunViewSet.as_view({"get": "list"}), name="cron-run-list"),
+    path(
+        "cron-jobs/<str:cron_job>/runs/<str:run>/",
+        cron.CronRunViewSet.as_view({"get": "retrieve"}),
+        name="cron-run-detail",
+    ),
+    path(
+        "cron-jobs/<str:cron_job>/runs/<str:run>/logs/",
+        cron.CronRunViewSet.as_view({"get": "logs"}),
+        name="cron-run-logs",
+    ),
+    path("events/", PlatformEventViewSet.as_view({"get": "list"}), name="platform-event-list"),
     path("audit-events/", AuditEventViewSet.as_view({"get": "list"}), name="audit-event-list"),
 ]
 

@@ -1,6 +1,6 @@
-"""The operators' admin site: every screen opens, token hashes never show, the suspend and revoke
-actions go through the services (and the audit log), the app actions are offered, and the audit log
-and deployments cannot be edited or added by hand."""
+"""The operators' admin site: every screen opens, token hashes and variable values never show, the
+suspend and revoke actions go through the services (and the audit log), the app actions are offered,
+and the audit log, deployments, cron runs and platform events cannot be edited or added by hand."""
 
 from typing import Any
 
@@ -14,8 +14,14 @@ from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
+from apps.cron import services as cron_services
+from apps.cron.models import CronRun, RunStatus, Trigger
 from apps.deployments import services as deployment_services
 from apps.deployments.models import App, Container, Deployment, DeploymentStatus
+from apps.events.models import PlatformEvent, Severity
+from apps.events.services import event_emit
+from apps.secrets.models import Level, Variable
+from apps.secrets.services import Scope, variables_set
 from apps.teams.services import grant_create, group_create, service_account_create
 from apps.tokens.models import ApiToken
 from tests.conftest import TeamWorld, assert_error, make_token, token_client
@@ -31,6 +37,10 @@ def admin_client(operator: User) -> Client:
     client = Client()
     client.force_login(operator)
     return client
+
+
+# The value of every variable `everything` sets: no admin page may show it.
+SENTINEL = "sentinel-Adm1n-value"
 
 
 @pytest.fixture
@@ -50,6 +60,24 @@ def everything(team_a: TeamWorld) -> TeamWorld:
     Deployment.objects.filter(pk=deployment.pk).update(status=DeploymentStatus.LIVE)
     App.objects.filter(pk=app.pk).update(live_deployment=deployment)
     Container.objects.create(team=team_a.team, app=app, deployment=deployment, replica=1, name="ps-alpha-api-1-1")
+    # A plain variable and a secret (the plain one's value is readable over the API, never here).
+    for scope, secret in ((Scope(Level.TEAM), False), (Scope(Level.APP, app=app), True)):
+        variables_set(ctx=ctx, scope=scope, values={"ADMIN_VAR": SENTINEL}, secret=secret, restart=False)
+    # A cron job with a failed run (made as the scheduler would) and the event the failure raised.
+    job = cron_services.cron_job_create(
+        ctx=ctx, project=team_a.project, name="nightly", image="busybox", command=["true"], schedule="@daily"
+    )
+    run = CronRun.objects.create(
+        team=team_a.team, job=job, trigger=Trigger.MANUAL, status=RunStatus.FAILED, exit_code=1, log_tail="boom"
+    )
+    event_emit(
+        team=team_a.team,
+        kind="cron.run_failed",
+        subject=job,
+        message="nightly: run failed",
+        severity=Severity.ERROR,
+        data={"run": run.pk},
+    )
     return team_a
 
 
@@ -79,11 +107,28 @@ def test_token_admin_never_shows_the_token_hash(admin_client: Client, everything
         assert token.token_hash not in response.content.decode()
 
 
-@pytest.mark.parametrize("model", [ApiToken, Deployment, Container], ids=lambda m: m._meta.label)
+@pytest.mark.parametrize(
+    "model", [ApiToken, Deployment, Container, Variable, CronRun, PlatformEvent], ids=lambda m: m._meta.label
+)
 def test_rows_made_by_services_cannot_be_added_in_the_admin(
     admin_client: Client, db: Any, model: type[models.Model]
 ) -> None:
     assert admin_client.get(admin_url(model, "add")).status_code == 403
+
+
+@pytest.mark.parametrize("secret", [False, True], ids=["plain", "secret"])
+def test_variable_admin_pages_never_show_a_value(admin_client: Client, everything: TeamWorld, secret: bool) -> None:
+    variable = Variable.objects.select_related("current").get(name="ADMIN_VAR", secret=secret)
+    for url in (admin_url(Variable, "changelist"), admin_url(Variable, "change", variable.pk)):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert "ADMIN_VAR" in html
+        assert SENTINEL not in html
+        assert variable.current.value_encrypted not in html  # not even encrypted
+    # Deleting in the admin would skip the versions and the audit log: unset goes through the API.
+    assert admin_client.get(admin_url(Variable, "delete", variable.pk)).status_code == 403
+    assert Variable.objects.filter(pk=variable.pk).exists()
 
 
 def test_deployment_change_page_shows_its_events_read_only(admin_client: Client, everything: TeamWorld) -> None:
@@ -198,3 +243,13 @@ def test_audit_event_admin_is_read_only(admin_client: Client, team_a: TeamWorld)
 
     assert AuditEvent.objects.values().get(pk=event.pk) == before
     assert AuditEvent.objects.count() == count
+
+
+def test_platform_event_admin_cannot_change_an_event(admin_client: Client, everything: TeamWorld) -> None:
+    event = PlatformEvent.objects.get(team=everything.team)
+    before = PlatformEvent.objects.values().get(pk=event.pk)
+    change = admin_url(PlatformEvent, "change", event.pk)
+    assert admin_client.get(change).status_code == 200  # viewable
+    forged = {"kind": "cron.run_succeeded", "severity": "info", "message": "all good", "data": "{}"}
+    assert admin_client.post(change, forged).status_code == 403
+    assert PlatformEvent.objects.values().get(pk=event.pk) == before

@@ -28,6 +28,7 @@ class Plan(models.Model):
     max_memory_mb_per_app = models.PositiveIntegerField(default=512)
     max_databases = models.PositiveIntegerField(default=1)
     max_cron_jobs = models.PositiveIntegerField(default=3)
+    cron_history_runs = models.PositiveIntegerField(default=50, help_text="Runs kept per cron job.")
 
     class Meta:
         ordering = ("id",)

@@ -1,7 +1,8 @@
 """Errors the CLI reports to the user. Each carries the exit code it ends the process with, so one
 place (`main`) turns any of them into a message on stderr and that code:
 
-0 success · 1 API error or unreachable API · 2 usage · 3 deploy failed or timed out · 4 not authenticated
+0 success · 1 API error or unreachable API · 2 usage · 3 deploy or awaited cron run failed or timed out ·
+4 not authenticated
 """
 
 from typing import Any
@@ -68,5 +69,12 @@ class ApiError(CliError):
 
 class DeployNotLive(CliError):
     """A deployment ended in a state other than live, or waiting for it timed out."""
+
+    exit_code = 3
+
+
+class RunNotSucceeded(CliError):
+    """A cron run waited on (`panda cron run --wait`) ended other than succeeded, or waiting for it
+    timed out."""
 
     exit_code = 3

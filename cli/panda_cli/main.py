@@ -1,24 +1,25 @@
 """The `panda` command: log in, inspect apps, deploy images and watch them go live, roll back,
-scale and read logs, all through the PandaStack REST API.
+scale and read logs, all through the PandaStack REST API. Variables and secrets (`panda env`,
+`panda secrets`) live in `panda_cli.env`, cron jobs (`panda cron`) in `panda_cli.cron`; what every
+command shares, in `panda_cli.session`.
 
-Exit codes: 0 success, 1 API error or API unreachable, 2 usage, 3 deploy failed or timed out,
-4 not authenticated. Messages go to stderr, data to stdout; `--json` prints the API's JSON.
+Exit codes: 0 success, 1 API error or API unreachable, 2 usage, 3 deploy (or awaited cron run) failed
+or timed out, 4 not authenticated. Messages go to stderr, data to stdout; `--json` prints the API's JSON.
 """
 
 import contextlib
-import functools
 import json
 import os
 import shlex
 import sys
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from panda_cli import __version__, client, config, output
+from panda_cli import __version__, client, config, cron, env, output
 from panda_cli.client import Backoff, Client, team_path
-from panda_cli.errors import ApiError, ApiUnreachable, CliError, DeployNotLive, NotAuthenticated, UsageProblem
+from panda_cli.errors import ApiError, ApiUnreachable, CliError, DeployNotLive, UsageProblem
+from panda_cli.session import JsonOption, Session, TeamOption, reports_errors, slug
 
 app = typer.Typer(
     name="panda",
@@ -31,6 +32,9 @@ app = typer.Typer(
 )
 apps_app = typer.Typer(help="List, create and inspect apps.", no_args_is_help=True, rich_markup_mode="markdown")
 app.add_typer(apps_app, name="apps")
+app.add_typer(env.env_app, name="env")
+app.add_typer(env.secrets_app, name="secrets")
+app.add_typer(cron.cron_app, name="cron")
 
 LIVE = "live"
 NOT_LIVE_ENDS = {
@@ -39,15 +43,6 @@ NOT_LIVE_ENDS = {
     "rolled_back": "was rolled back",
 }
 
-TeamOption = Annotated[
-    str | None,
-    typer.Option(
-        "--team",
-        help="Team slug. Default: PANDA_TEAM, then the team saved by `panda login`, then the token's team.",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON to stdout instead of text.")]
 AppOption = Annotated[str, typer.Option("--app", "-a", help="The app's name.", show_default=False)]
 DetachOption = Annotated[
     bool, typer.Option("--detach", "-d", help="Return as soon as the API accepts the deployment; do not wait.")
@@ -58,63 +53,6 @@ TimeoutOption = Annotated[
         "--timeout", min=1, metavar="SECONDS", help="How long to wait for the deployment to go live before exit 3."
     ),
 ]
-
-
-def _reports_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """Turn CliErrors into a message on stderr and their exit code, and Ctrl-C into exit 130."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            return command(*args, **kwargs)
-        except CliError as exc:
-            output.report(exc)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            output.info("Interrupted.")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-class Session:
-    """The settings and API client of one command. The team is resolved on first use: --team, then
-    PANDA_TEAM, then the config file, then the team the token belongs to (one call to /me/)."""
-
-    def __init__(self, *, team: str | None = None) -> None:
-        self.settings = config.resolve()
-        if not self.settings.token:
-            raise NotAuthenticated("not logged in", hint=client.LOGIN_HINT)
-        self.client = Client(self.settings.api_url, self.settings.token)
-        self._team = team or self.settings.team
-        self._me: dict[str, Any] | None = None
-
-    def me(self) -> dict[str, Any]:
-        if self._me is None:
-            self._me = self.client.get("/api/v1/me/")
-        return self._me
-
-    @property
-    def team(self) -> str:
-        if not self._team:
-            token = self.me().get("token") or {}
-            self._team = _slug(token.get("team"))
-        if not self._team:
-            raise UsageProblem(
-                "no team given, and the token belongs to no single team",
-                hint="pass --team TEAM, set PANDA_TEAM, or run `panda login --token TOKEN --team TEAM`",
-            )
-        return self._team
-
-    def app_path(self, app_name: str, *parts: str | int) -> str:
-        return team_path(self.team, "apps", app_name, *parts)
-
-
-def _slug(team: Any) -> str | None:
-    """A team as the API may give it: a slug, or an object carrying one."""
-    if isinstance(team, dict):
-        team = team.get("slug") or team.get("name")
-    return str(team) if team else None
 
 
 # -- top level ---------------------------------------------------------------------------------
@@ -138,12 +76,13 @@ def main(
     Credentials come from `panda login`, or with no login from PANDA_TOKEN, PANDA_API_URL and
     PANDA_TEAM (the environment wins over the saved login).
 
-    Exit codes: 0 ok, 1 API error, 2 usage, 3 deploy failed or timed out, 4 not authenticated.
+    Exit codes: 0 ok, 1 API error, 2 usage, 3 deploy or awaited cron run failed or timed out,
+    4 not authenticated.
     """
 
 
 @app.command()
-@_reports_errors
+@reports_errors
 def login(
     token: Annotated[str, typer.Option("--token", help="API token; `-` reads it from stdin.", show_default=False)],
     api_url: Annotated[
@@ -180,7 +119,7 @@ def login(
         url = config.normalize_api_url(saved.get("api_url", config.DEFAULT_API_URL), source="the config file")
     with Client(url, token) as api:
         me = api.get("/api/v1/me/")
-    token_team = _slug((me.get("token") or {}).get("team"))
+    token_team = slug((me.get("token") or {}).get("team"))
     chosen_team = team or token_team
     path = config.save({"api_url": url, "token": token, "team": chosen_team or ""})
     where = f" (team {chosen_team})" if chosen_team else ""
@@ -191,7 +130,7 @@ def login(
 
 
 @app.command()
-@_reports_errors
+@reports_errors
 def logout() -> None:
     """Forget the saved token (the API URL stays saved). The token itself stays valid: revoke it in
     the portal or API if it leaked."""
@@ -204,7 +143,7 @@ def logout() -> None:
 
 
 @app.command()
-@_reports_errors
+@reports_errors
 def whoami(json_: JsonOption = False) -> None:
     """Show who the token belongs to, its team and scopes, and which API it talks to."""
     session = Session()
@@ -219,7 +158,7 @@ def whoami(json_: JsonOption = False) -> None:
             ("User", me.get("username")),
             ("Email", me.get("email")),
             ("Service account", bool(me.get("is_service_account"))),
-            ("Team", session.settings.team or _slug(token.get("team"))),
+            ("Team", session.settings.team or slug(token.get("team"))),
             ("Token", f"{token.get('name')} ({token.get('prefix')}…)" if token else None),
             ("Scopes", ", ".join(scopes) if isinstance(scopes, list) else scopes),
             ("Expires", output.local_time(token.get("expires_at")) if token.get("expires_at") else "never"),
@@ -261,7 +200,7 @@ def _app_details(app_data: dict[str, Any]) -> None:
 
 
 @apps_app.command("list")
-@_reports_errors
+@reports_errors
 def apps_list(team: TeamOption = None, json_: JsonOption = False) -> None:
     """List the team's apps. With --json, prints the list of all apps (every page) as a JSON array."""
     session = Session(team=team)
@@ -286,7 +225,7 @@ def apps_list(team: TeamOption = None, json_: JsonOption = False) -> None:
 
 
 @apps_app.command("create")
-@_reports_errors
+@reports_errors
 def apps_create(
     name: Annotated[str, typer.Argument(help="App name: unique in the team, DNS-safe.", show_default=False)],
     project: Annotated[str, typer.Option("--project", "-p", help="Project the app belongs to.", show_default=False)],
@@ -331,7 +270,7 @@ def apps_create(
 
 
 @apps_app.command("info")
-@_reports_errors
+@reports_errors
 def apps_info(
     name: Annotated[str, typer.Argument(help="The app's name.", show_default=False)],
     team: TeamOption = None,
@@ -447,7 +386,7 @@ def _print_deployment(deployment: dict[str, Any], *, json_: bool) -> None:
 
 
 @app.command()
-@_reports_errors
+@reports_errors
 def deploy(
     app_name: AppOption,
     image: Annotated[
@@ -470,7 +409,7 @@ def deploy(
 
 
 @app.command()
-@_reports_errors
+@reports_errors
 def rollback(
     app_name: AppOption,
     to: Annotated[
@@ -498,7 +437,7 @@ def rollback(
 
 
 @app.command()
-@_reports_errors
+@reports_errors
 def releases(app_name: AppOption, team: TeamOption = None, json_: JsonOption = False) -> None:
     """List an app's deployments, newest first. With --json, prints all of them as a JSON array."""
     session = Session(team=team)
@@ -533,7 +472,7 @@ def releases(app_name: AppOption, team: TeamOption = None, json_: JsonOption = F
 
 
 @app.command()
-@_reports_errors
+@reports_errors
 def logs(
     app_name: AppOption,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming new lines until interrupted.")] = False,
@@ -565,7 +504,7 @@ def logs(
 
 
 @app.command()
-@_reports_errors
+@reports_errors
 def scale(
     app_name: AppOption,
     replicas: Annotated[int, typer.Argument(min=0, help="Number of containers to run.", show_default=False)],

@@ -38,11 +38,15 @@ def _write(text: str, *, err: bool) -> None:
     try:
         typer.echo(text, file=stream, color=colour_enabled(stream))
     except BrokenPipeError:
-        # `panda logs | head`: the reader is gone. Point stdout at /dev/null so Python's exit-time
-        # flush does not complain again, and stop quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise typer.Exit(0) from None
+        _reader_gone()
+
+
+def _reader_gone() -> None:
+    # `panda logs | head`: the reader is gone. Point stdout at /dev/null so Python's exit-time
+    # flush does not complain again, and stop quietly.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(0) from None
 
 
 # -- messages (stderr) -------------------------------------------------------------------------
@@ -96,6 +100,22 @@ def report(exc: CliError) -> None:
 def line(text: str) -> None:
     """One line of data on stdout."""
     _write(text, err=False)
+
+
+def exact(text: str) -> None:
+    """`text` on stdout exactly as it is (a revealed value): never styled, never stripped of escape
+    sequences as `echo` would when not on a terminal. A newline follows only on a terminal, where it
+    keeps the prompt off the value; a pipe or a file gets the value byte for byte."""
+    stream = sys.stdout
+    try:
+        isatty = stream.isatty()
+    except (AttributeError, ValueError):
+        isatty = False
+    try:
+        stream.write(text + ("\n" if isatty else ""))
+        stream.flush()
+    except BrokenPipeError:
+        _reader_gone()
 
 
 def print_json(data: Any) -> None:

@@ -11,7 +11,11 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.models import AuditEvent
+from apps.cron.models import CronJob, CronRun, RunStatus, Trigger
 from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
+from apps.events.models import PlatformEvent, Severity
+from apps.secrets import crypto
+from apps.secrets.models import Level, Variable, VariableVersion
 from apps.teams.models import (
     Membership,
     Project,
@@ -22,6 +26,7 @@ from apps.teams.models import (
 from apps.teams.services import default_plan, grant_models
 from apps.tokens.models import ApiToken, hash_token
 from tests.conftest import TeamWorld
+from tests.core.routes import CRON_IMAGE, CRON_JOB, VARIABLE
 
 
 def users(world: TeamWorld, start: int, count: int, tag: str, **fields: Any) -> list[User]:
@@ -184,9 +189,144 @@ def app_grants(world: TeamWorld, start: int, count: int) -> None:
     _grants_on(world, the_app(world), start, count)
 
 
+def _level_fields(world: TeamWorld, level: Level) -> dict[str, Any]:
+    """The columns placing a variable at `level` (an app-level row carries its app's project too)."""
+    if level == Level.APP:
+        app = the_app(world)
+        return {"level": level, "app": app, "project": app.project}
+    if level == Level.PROJECT:
+        return {"level": level, "project": world.project}
+    return {"level": level}
+
+
+def _add_versions(variables: list[Variable], numbers: range, owner: User) -> None:
+    """Versions `numbers` of each variable, with real encrypted values (a plain variable's value is
+    decrypted for the list), the last becoming the current one."""
+    versions = VariableVersion.objects.bulk_create(
+        VariableVersion(
+            variable=variable,
+            number=number,
+            secret=variable.secret,
+            value_encrypted=crypto.encrypt(f"value {variable.name} {number}"),
+            created_by=owner,
+            created_by_label=owner.email,
+        )
+        for variable in variables
+        for number in numbers
+    )
+    for variable, current in zip(variables, versions[len(numbers) - 1 :: len(numbers)], strict=True):
+        variable.current = current
+    Variable.objects.bulk_update(variables, ["current"])
+
+
+def variables_at(level: Level) -> Callable[[TeamWorld, int, int], None]:
+    """grow(world, start, count): `count` variables at `level`, every other one a secret (the list
+    shows a plain variable's value, never a secret's)."""
+
+    def grow(world: TeamWorld, start: int, count: int) -> None:
+        created = Variable.objects.bulk_create(
+            Variable(team=world.team, name=f"VAR_{i}", secret=i % 2 == 1, **_level_fields(world, level))
+            for i in range(start, start + count)
+        )
+        _add_versions(created, range(1, 2), world.user("owner"))
+
+    grow.__name__ = f"{level}_variables"
+    return grow
+
+
+def variable_versions_at(level: Level) -> Callable[[TeamWorld, int, int], None]:
+    """grow(world, start, count): `count` more versions of the variable VARIABLE at `level` (made
+    on first use), the newest being its current value."""
+
+    def grow(world: TeamWorld, start: int, count: int) -> None:
+        variable, _ = Variable.objects.get_or_create(team=world.team, name=VARIABLE, **_level_fields(world, level))
+        last = variable.current.number if variable.current else 0
+        _add_versions([variable], range(last + 1, last + count + 1), world.user("owner"))
+
+    grow.__name__ = f"{level}_variable_versions"
+    return grow
+
+
+def _finished_runs(jobs: list[CronJob], numbers: range) -> None:
+    """Finished runs `numbers` of each job (the slots of earlier minutes), alternately succeeded and
+    failed."""
+    now = timezone.now()
+    CronRun.objects.bulk_create(
+        CronRun(
+            team=job.team,
+            job=job,
+            trigger=Trigger.SCHEDULE,
+            scheduled_for=now - timedelta(minutes=n),
+            status=RunStatus.FAILED if n % 2 else RunStatus.SUCCEEDED,
+            exit_code=n % 2,
+            started_at=now,
+            finished_at=now,
+        )
+        for job in jobs
+        for n in numbers
+    )
+
+
+def cron_jobs(world: TeamWorld, start: int, count: int) -> None:
+    """`count` cron jobs, every other one running the app "api" (the others an image of their own),
+    each with a finished run (the list shows the last run)."""
+    app = the_app(world)
+    created = CronJob.objects.bulk_create(
+        CronJob(
+            team=world.team,
+            project=world.project,
+            name=f"c{i}",
+            app=app if i % 2 else None,
+            image="" if i % 2 else CRON_IMAGE,
+            command=["true"],
+            schedule="@hourly",
+        )
+        for i in range(start, start + count)
+    )
+    _finished_runs(created, range(1))
+
+
+def cron_runs(world: TeamWorld, start: int, count: int) -> None:
+    """`count` finished runs of the cron job CRON_JOB (made on first use)."""
+    job, _ = CronJob.objects.get_or_create(
+        team=world.team,
+        name=CRON_JOB,
+        defaults={"project": world.project, "image": CRON_IMAGE, "command": ["true"], "schedule": "@daily"},
+    )
+    _finished_runs([job], range(start, start + count))
+
+
+def platform_events(world: TeamWorld, start: int, count: int) -> None:
+    PlatformEvent.objects.bulk_create(
+        PlatformEvent(
+            team=world.team,
+            kind="cron.run_failed",
+            severity=Severity.ERROR,
+            subject_type="cron.cronjob",
+            subject_id=str(i),
+            subject_label=f"c{i}",
+            message=f"c{i}: run failed",
+            data={"run": i, "exit_code": 1},
+        )
+        for i in range(start, start + count)
+    )
+
+
 # The values of the URL parameters in the paths below.
 APP = "api"
-LIST_PARAMS = {"team": "alpha", "project": "web", "app": APP, "deployment": 1}
+LIST_PARAMS = {
+    "team": "alpha",
+    "project": "web",
+    "app": APP,
+    "deployment": 1,
+    "variable": VARIABLE,
+    "cron_job": CRON_JOB,
+}
+VARIABLE_PREFIXES = {
+    Level.TEAM: "/api/v1/teams/alpha/",
+    Level.PROJECT: "/api/v1/teams/alpha/projects/web/",
+    Level.APP: f"/api/v1/teams/alpha/apps/{APP}/",
+}
 
 # list endpoint -> (path, grow(world, start, count), how the caller authenticates). A token sees
 # only its own team, so the team list is measured for both kinds of caller.
@@ -204,4 +344,19 @@ LISTS: dict[str, tuple[str, Callable[[TeamWorld, int, int], Any], str]] = {
     "deployments with rollback_of": ("/api/v1/teams/alpha/apps/api/deployments/", deployments, "token"),
     "deployment events": ("/api/v1/teams/alpha/apps/api/deployments/1/events/", deployment_events, "token"),
     "app grants": ("/api/v1/teams/alpha/apps/api/grants/", app_grants, "token"),
+    "cron jobs with last run": ("/api/v1/teams/alpha/cron-jobs/", cron_jobs, "token"),
+    "cron runs": (f"/api/v1/teams/alpha/cron-jobs/{CRON_JOB}/runs/", cron_runs, "token"),
+    "platform events": ("/api/v1/teams/alpha/events/", platform_events, "token"),
+    **{
+        f"{level.value} variables": (f"{prefix}variables/", variables_at(level), "token")
+        for level, prefix in VARIABLE_PREFIXES.items()
+    },
+    **{
+        f"{level.value} variable versions": (
+            f"{prefix}variables/{VARIABLE}/versions/",
+            variable_versions_at(level),
+            "token",
+        )
+        for level, prefix in VARIABLE_PREFIXES.items()
+    },
 }

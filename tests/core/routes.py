@@ -9,17 +9,25 @@ from functools import cache
 from typing import Any
 
 from django.urls import URLPattern, URLResolver
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
+from apps.cron import services as cron_services
+from apps.cron.models import CronRun, RunStatus, Trigger
 from apps.deployments import services as deployment_services
 from apps.deployments.models import Container, DeploymentStatus
+from apps.secrets.models import Level
+from apps.secrets.services import Scope, variables_set
 from apps.teams.services import grant_create, grant_id, group_create, service_account_create
 from pandastack import api_urls
 from tests.conftest import TeamWorld, make_token
 
 API_PREFIX = "/api/v1/"
+VARIABLE = "ALPHA_VAR"  # set at the team, project and app level by `one_of_everything`
+CRON_JOB = "alpha-cron"  # the cron job `one_of_everything` makes, with an image of its own
+CRON_IMAGE = "registry.local/cron:1"
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
@@ -98,8 +106,10 @@ def team_routes() -> list[Route]:
 def one_of_everything(world: TeamWorld) -> dict[str, Any]:
     """Give `world`'s team one of everything a team route can name: a group "ops", a service
     account "ci", a token, a project grant, an app "api" with a live deployment #1 (an event and a
-    container), and an app grant; return the URL parameter values naming them. No Celery task runs:
-    the services enqueue on commit, and the test's transaction never commits."""
+    container), an app grant, a plain variable ALPHA_VAR at each level (team, project "web", app
+    "api"), and a cron job "alpha-cron" with an image of its own and a finished run; return the URL
+    parameter values naming them. No Celery task runs: the services enqueue on commit, and the
+    test's transaction never commits."""
     ctx = resolve_team(Actor(user=world.user("owner"), via="test"), world.team.slug)
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
     service_account_create(ctx=ctx, slug="ci", role="developer")
@@ -116,6 +126,23 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
         team=world.team, app=app, deployment=deployment, replica=1, name=f"ps-{world.team.slug}-api-1-1"
     )
     app_grant, _ = grant_create(ctx=ctx, obj=app, capability="view_logs", user_id=None, group_slug="ops")
+    for scope in (Scope(Level.TEAM), Scope(Level.PROJECT, project=world.project), Scope(Level.APP, app=app)):
+        variables_set(ctx=ctx, scope=scope, values={VARIABLE: f"{scope.level} value"}, restart=False)
+    job = cron_services.cron_job_create(
+        ctx=ctx, project=world.project, name=CRON_JOB, image=CRON_IMAGE, command=["true"], schedule="@daily"
+    )
+    # Runs are the scheduler's to make; this one has finished (its logs are its stored tail).
+    now = timezone.now()
+    run = CronRun.objects.create(
+        team=world.team,
+        job=job,
+        trigger=Trigger.MANUAL,
+        status=RunStatus.SUCCEEDED,
+        exit_code=0,
+        log_tail="done",
+        started_at=now,
+        finished_at=now,
+    )
     return {
         "team": world.team.slug,
         "user": viewer,
@@ -127,4 +154,7 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
         "deployment": deployment.number,
         # Grant ids count per table: a project grant and an app grant are named under their parent.
         "grant": {"project": grant_id(project_grant), "app": grant_id(app_grant)},
+        "variable": VARIABLE,
+        "cron_job": CRON_JOB,
+        "run": run.pk,
     }

@@ -12,8 +12,11 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from apps.audit.models import AuditEvent
 from apps.core.actors import Actor
+from apps.cron.models import CronJob, CronRun
 from apps.deployments.models import App
+from apps.secrets.models import VariableVersion
 from apps.teams.services import team_set_suspended
 from tests.conftest import TeamWorld, assert_error, make_token, session_client, token_client
 from tests.core.bulk import LIST_PARAMS, LISTS
@@ -144,10 +147,15 @@ def filled(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
 
 
 def team_state(world: TeamWorld) -> dict[str, Any]:
-    """What a write through any team route would change: members, and the apps with their
-    releases, containers and grants."""
+    """What a write through any team route would change: members, the apps with their releases,
+    containers and grants, the variables' versions, the cron jobs and their runs, and the audit log
+    (a reveal writes only there)."""
     return {
         "memberships": world.team.memberships.count(),
+        "variable versions": sorted(
+            VariableVersion.objects.filter(variable__team=world.team).values_list("variable__name", "number")
+        ),
+        "audit events": AuditEvent.objects.filter(team=world.team).count(),
         "apps": [
             (
                 (app.name, app.replicas, app.desired_running, app.live_deployment_id, app.updated_at),
@@ -158,6 +166,8 @@ def team_state(world: TeamWorld) -> dict[str, Any]:
             )
             for app in App.objects.filter(team=world.team)
         ],
+        "cron jobs": sorted(CronJob.objects.filter(team=world.team).values_list("name", "suspended", "updated_at")),
+        "cron runs": CronRun.objects.filter(team=world.team).count(),
     }
 
 

@@ -14,13 +14,16 @@ from django.apps import apps
 
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
+from apps.cron.models import CronJob
 from apps.deployments import services as deployment_services
-from apps.deployments.models import Deployment, DeploymentStatus
+from apps.deployments.models import App, Deployment, DeploymentStatus
+from apps.secrets.models import Level
+from apps.secrets.services import Scope, variables_set, variables_unset
 from apps.teams.services import group_create, service_account_create
 from tests.conftest import TeamWorld, assert_error, session_client
-from tests.core.routes import api_routes
+from tests.core.routes import CRON_IMAGE, CRON_JOB, api_routes
 
-SNAPSHOT_APPS = {"teams", "tokens", "audit", "accounts", "guardian", "auth", "deployments"}
+SNAPSHOT_APPS = {"teams", "tokens", "audit", "accounts", "guardian", "auth", "deployments", "secrets", "cron", "events"}
 
 
 def row_snapshot() -> dict[str, list[str]]:
@@ -39,10 +42,21 @@ def release(deployment: Deployment, status: DeploymentStatus) -> None:
     deployment.save(update_fields=["status"])
 
 
+def cron_job(world: TeamWorld, name: str, **fields: Any) -> CronJob:
+    """A cron job of project "web" (one row, no service: cheap enough for every test here)."""
+    return CronJob.objects.create(
+        team=world.team,
+        project=world.project,
+        name=name,
+        **{"image": CRON_IMAGE, "command": ["true"], "schedule": "@daily", **fields},
+    )
+
+
 @pytest.fixture
 def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
-    """team_a with a group "ops", a service account "ci" and an app "api" whose deployment #1 is
-    live and #2 failed (nothing earlier to roll back to); ids used by paths and payloads."""
+    """team_a with a group "ops", a service account "ci", an app "api" whose deployment #1 is live
+    and #2 failed (nothing earlier to roll back to) and a cron job "alpha-cron" with an image of
+    its own; ids used by paths and payloads."""
     ctx = resolve_team(Actor(user=team_a.user("owner"), via="test"), "alpha")
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
     service_account_create(ctx=ctx, slug="ci", role="developer")
@@ -54,6 +68,7 @@ def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
     release(
         deployment_services.deployment_create(ctx=ctx, app=app, image="registry.local/api:2"), DeploymentStatus.FAILED
     )
+    cron_job(team_a, CRON_JOB)
     return {
         "viewer": team_a.user("viewer").pk,
         "owner": team_a.user("owner").pk,
@@ -63,6 +78,20 @@ def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def variables(world: dict[str, Any], team_a: TeamWorld) -> None:
+    """At every level (team, project "web", app "api") a plain PLAIN_VAR, a secret SECRET_VAR and an
+    unset GONE_VAR; at the team level only, TEAM_ONLY_VAR. (A fixture of its own: only the variables
+    tests pay for it.)"""
+    ctx = resolve_team(Actor(user=team_a.user("owner"), via="test"), "alpha")
+    app = App.objects.get(team=team_a.team, name="api")
+    for scope in (Scope(Level.TEAM), Scope(Level.PROJECT, project=team_a.project), Scope(Level.APP, app=app)):
+        variables_set(ctx=ctx, scope=scope, values={"PLAIN_VAR": "plain", "GONE_VAR": "gone"}, restart=False)
+        variables_set(ctx=ctx, scope=scope, values={"SECRET_VAR": "hidden"}, secret=True, restart=False)
+        variables_unset(ctx=ctx, scope=scope, names=["GONE_VAR"], restart=False)
+    variables_set(ctx=ctx, scope=Scope(Level.TEAM), values={"TEAM_ONLY_VAR": "team"}, restart=False)
+
+
 LONG_NAME = "n" * 101
 LONG_SLUG = "s" * 41
 BAD_SLUGS = ["Bad Slug", "-x", "x-"]
@@ -70,6 +99,8 @@ BAD_SLUGS = ["Bad Slug", "-x", "x-"]
 # Every write endpoint that takes a body: (method, URL name, URL parameters). "@name" values stand
 # for ids from the `world` fixture.
 A = {"team": "alpha"}
+# The variables API is the same at each level: the URL names' prefix and the parent's parameters.
+VARIABLE_LEVELS = {"team": A, "project": {**A, "project": "web"}, "app": {**A, "app": "api"}}
 ENDPOINTS = {
     "team-create": ("post", "team-list", {}),
     "team-update": ("patch", "team-detail", A),
@@ -93,10 +124,15 @@ ENDPOINTS = {
     "app-rollback": ("post", "app-rollback", {**A, "app": "api"}),
     "deployment-create": ("post", "deployment-list", {**A, "app": "api"}),
     "app-grant-create": ("post", "app-grant-list", {**A, "app": "api"}),
+    "cron-job-create": ("post", "cron-job-list", A),
+    "cron-job-update": ("patch", "cron-job-detail", {**A, "cron_job": CRON_JOB}),
+    "cron-job-delete": ("delete", "cron-job-detail", {**A, "cron_job": CRON_JOB}),
+    **{f"{level}-variable-set": ("post", f"{level}-variable-list", p) for level, p in VARIABLE_LEVELS.items()},
+    **{f"{level}-variable-unset": ("post", f"{level}-variable-unset", p) for level, p in VARIABLE_LEVELS.items()},
 }
 # Writes that take no body: the URL says everything (leaving the team; DELETE of a member, grant,
 # group, service account, token or app grant; revoking a token; restarting, stopping or starting
-# an app).
+# an app; revealing a variable's value; running, suspending or resuming a cron job).
 BODYLESS = {
     ("post", "team-leave"),
     ("delete", "member-detail"),
@@ -109,6 +145,10 @@ BODYLESS = {
     ("post", "app-restart"),
     ("post", "app-stop"),
     ("post", "app-start"),
+    *(("post", f"{level}-variable-reveal") for level in VARIABLE_LEVELS),
+    ("post", "cron-job-run"),
+    ("post", "cron-job-suspend"),
+    ("post", "cron-job-resume"),
 }
 ROUTES = {route.name: route for route in api_routes()}
 
@@ -118,9 +158,12 @@ def test_every_write_route_is_listed_here() -> None:
     assert writes - BODYLESS == {(method, name) for method, name, _ in ENDPOINTS.values()}
 
 
-def case(endpoint: str, body: Any, field: str | None, *, status: int = 400, code: str = "invalid") -> Any:
-    """One bad payload; "@name" strings in `body` stand for ids from the `world` fixture."""
-    return pytest.param(endpoint, body, status, code, field, id=f"{endpoint}:{json.dumps(body)}")
+def case(
+    endpoint: str, body: Any, field: str | None, *, status: int = 400, code: str = "invalid", label: str = ""
+) -> Any:
+    """One bad payload; "@name" strings in `body` stand for ids from the `world` fixture. `label`
+    names the case instead of the body (for bodies too long to read)."""
+    return pytest.param(endpoint, body, status, code, field, id=f"{endpoint}:{label or json.dumps(body)}")
 
 
 def slug_cases(endpoint: str, valid: dict[str, Any], duplicate: str, key: str = "slug") -> list[Any]:
@@ -167,9 +210,147 @@ def app_setting_cases(endpoint: str, valid: dict[str, Any]) -> list[Any]:
     return [case(endpoint, {**valid, field: value}, field) for field, values in bad.items() for value in values]
 
 
+# Every value a bad variables payload submits contains SENTINEL: no error may repeat it. (These
+# cases are run by a test of their own, which sets up variables to conflict with.)
+SENTINEL = "sentinel-Vq7x-value"
+
+
+def variable_set_cases(endpoint: str) -> list[Any]:
+    """Bad bulk sets: a missing, empty or mistyped `variables`, values that are not strings, bad and
+    reserved names (the field is the name), too long values or a NUL, and mistyped flags. One
+    serializer and one service check them at every level, so the team level stands for all."""
+    good = {"GOOD_VAR": SENTINEL}
+    return [
+        case(endpoint, {"secret": True}, "variables"),
+        case(endpoint, {"variables": {}}, "variables"),
+        *(
+            case(endpoint, {"variables": bad}, "variables")
+            for bad in (None, SENTINEL, [SENTINEL], [["GOOD_VAR", SENTINEL]])
+        ),
+        *(
+            case(endpoint, {"variables": {"GOOD_VAR": bad}}, "variables")
+            for bad in (None, True, [SENTINEL], {"nested": SENTINEL})
+        ),
+        *(
+            case(endpoint, {"variables": {name: SENTINEL}}, name, label=f"name {name[:12]!r} ({len(name)} chars)")
+            for name in ("A-B", "", "A B", "A\n", "É", "A" * 129, "PORT", "PANDASTACK_X", "pandastack_x")
+        ),
+        case(endpoint, {"variables": {**good, "1A": SENTINEL}}, "1A"),  # one bad name refuses the whole call
+        case(
+            endpoint,
+            {"variables": {"GOOD_VAR": SENTINEL + "x" * (32 * 1024)}},
+            "variables",
+            label="value over 32 KiB",
+        ),
+        case(endpoint, {"variables": {"GOOD_VAR": f"{SENTINEL}\x00tail"}}, "variables"),
+        *(case(endpoint, {"variables": good, "secret": bad}, "secret") for bad in ("maybe", None, [True], SENTINEL)),
+        *(case(endpoint, {"variables": good, "restart": bad}, "restart") for bad in ("later", None, {"x": 1})),
+    ]
+
+
+def variable_set_level_cases(endpoint: str) -> list[Any]:
+    """Bad bulk sets checked at every level: the route validates at all, and a plain value over
+    that level's secret is a 409 (even after a good variable in the same call)."""
+    return [
+        case(endpoint, {}, "variables"),
+        case(endpoint, {"variables": {"GOOD_VAR": 123}}, "variables"),
+        case(endpoint, {"variables": {"1A": SENTINEL}}, "1A"),
+        case(endpoint, {"variables": {"SECRET_VAR": SENTINEL}}, "SECRET_VAR", status=409, code="conflict"),
+        case(
+            endpoint,
+            {"variables": {"AAA_VAR": SENTINEL, "SECRET_VAR": SENTINEL}, "secret": False},
+            "SECRET_VAR",
+            status=409,
+            code="conflict",
+        ),
+    ]
+
+
+def variable_unset_cases(endpoint: str) -> list[Any]:
+    """Bad unsets of every shape (missing, empty or mistyped `names`, a mistyped flag), checked at
+    the team level, as for sets."""
+    return [
+        case(endpoint, {"restart": False}, "names"),
+        *(case(endpoint, {"names": bad}, "names") for bad in ([], "PLAIN_VAR", {"PLAIN_VAR": True}, None, [None])),
+        case(endpoint, {"names": ["n" * 129]}, "names"),
+        case(endpoint, {"names": ["PLAIN_VAR"], "restart": "later"}, "restart"),
+    ]
+
+
+def variable_unset_level_cases(endpoint: str) -> list[Any]:
+    """Unsets of names not set at this level (never set, already unset, or set at the team level
+    only), checked at every level; with a known name too, nothing is unset."""
+    cases = [
+        case(endpoint, {}, "names"),
+        *(case(endpoint, {"names": [name]}, "names") for name in ("NO_SUCH_VAR", "GONE_VAR", "plain_var")),
+        case(endpoint, {"names": ["PLAIN_VAR", "NO_SUCH_VAR"]}, "names"),
+    ]
+    if not endpoint.startswith("team-"):
+        cases.append(case(endpoint, {"names": ["TEAM_ONLY_VAR"]}, "names"))
+    return cases
+
+
+VARIABLE_PAYLOADS = [
+    *variable_set_cases("team-variable-set"),
+    *(param for level in VARIABLE_LEVELS for param in variable_set_level_cases(f"{level}-variable-set")),
+    *variable_unset_cases("team-variable-unset"),
+    *(param for level in VARIABLE_LEVELS for param in variable_unset_level_cases(f"{level}-variable-unset")),
+]
+
+
+CRON_JOB_BODY = {"name": "nightly", "project": "web", "image": "busybox", "command": ["true"], "schedule": "@daily"}
+# Settings the serializer or the service refuses: all tried on create, a few on update (which
+# shares both checks).
+BAD_CRON_SETTINGS = {
+    "command": [[], [""], "true", [1]],
+    "schedule": ["61 * * * *", "0 0 * * * *", "@reboot", 123],
+    "timezone": ["Mars/Base", "localtime"],
+    "concurrency_policy": ["sometimes"],
+    "timeout_seconds": [0, 86401],
+    "retries": [11],
+    "memory_mb": [1],
+}
+
+
+def cron_cases() -> list[Any]:
+    """Bad cron jobs: names (taken included), projects and apps that do not exist, an app and an
+    image or neither, bad images; the full table of bad settings on create, a few on update (one
+    serializer and one validation serve both); deletes without the right confirmation."""
+    valid = CRON_JOB_BODY
+    image_job = {k: v for k, v in valid.items() if k != "image"}
+    return [
+        case("cron-job-create", {k: v for k, v in valid.items() if k != "name"}, "name"),
+        *(case("cron-job-create", {**valid, "name": bad}, "name") for bad in (123, "Bad Slug", LONG_SLUG, CRON_JOB)),
+        case("cron-job-create", {**valid, "project": "nope"}, "project"),
+        case("cron-job-create", {**image_job, "app": "nope"}, "app"),
+        case("cron-job-create", {**valid, "app": "api"}, "image"),
+        case("cron-job-create", image_job, "image"),
+        *(case("cron-job-create", {**valid, "image": bad}, "image") for bad in ("bad image", "-busybox")),
+        *(case("cron-job-create", {k: v for k, v in valid.items() if k != m}, m) for m in ("command", "schedule")),
+        *(
+            case("cron-job-create", {**valid, field: value}, field)
+            for field, values in BAD_CRON_SETTINGS.items()
+            for value in values
+        ),
+        *(
+            case("cron-job-update", {field: value}, field)
+            for field, value in (
+                ("command", []),
+                ("schedule", "61 * * * *"),
+                ("timezone", "Mars/Base"),
+                ("retries", 11),
+            )
+        ),
+        case("cron-job-delete", {}, "confirm"),
+        case("cron-job-delete", {"confirm": "nightly"}, "confirm"),
+        case("cron-job-delete", {"confirm": [CRON_JOB]}, "confirm"),
+    ]
+
+
 def resolve(body: Any, ids: dict[str, Any]) -> Any:
-    """Replace "@name" placeholders with the world's ids (user ids are known only at run time)."""
-    if isinstance(body, str) and body.startswith("@"):
+    """Replace "@name" placeholders with the world's ids (user ids are known only at run time);
+    other strings starting with "@" (cron shortcuts such as "@daily") stay as they are."""
+    if isinstance(body, str) and body.startswith("@") and body[1:] in ids:
         return ids[body[1:]]
     if isinstance(body, list):
         return [resolve(item, ids) for item in body]
@@ -299,11 +480,13 @@ BAD_PAYLOADS = [
     ),
     # --- app grants ---------------------------------------------------------------------------
     *grant_cases("app-grant-create"),
+    # --- cron jobs ----------------------------------------------------------------------------
+    *cron_cases(),
 ]
 
 
 def test_every_write_endpoint_has_bad_payload_cases() -> None:
-    covered = {param.values[0] for param in BAD_PAYLOADS}
+    covered = {param.values[0] for param in [*BAD_PAYLOADS, *VARIABLE_PAYLOADS]}
     assert covered == set(ENDPOINTS)
 
 
@@ -317,16 +500,49 @@ def send(world: dict[str, Any], endpoint: str, body: Any, **kwargs: Any) -> Any:
     return getattr(client, method)(url, body, format="json")
 
 
-@pytest.mark.parametrize(("endpoint", "body", "status", "code", "field"), BAD_PAYLOADS)
-def test_bad_payload_is_refused_with_the_field_named_and_nothing_written(
-    world: dict[str, Any], endpoint: str, body: Any, status: int, code: str, field: str | None
-) -> None:
+def assert_refused(world: dict[str, Any], endpoint: str, body: Any, status: int, code: str, field: str | None) -> Any:
+    """Send a bad payload: the one error shape with `status` and `code`, messages for `field`, and
+    not a row added, removed or changed. Returns the response."""
     before = row_snapshot()
-    error = assert_error(send(world, endpoint, body), status, code)
+    response = send(world, endpoint, body)
+    error = assert_error(response, status, code)
     if field is not None:
         assert field in error["fields"], error
         assert all(isinstance(m, str) and m for m in error["fields"][field]), error
     assert row_snapshot() == before
+    return response
+
+
+@pytest.mark.parametrize(("endpoint", "body", "status", "code", "field"), BAD_PAYLOADS)
+def test_bad_payload_is_refused_with_the_field_named_and_nothing_written(
+    world: dict[str, Any], endpoint: str, body: Any, status: int, code: str, field: str | None
+) -> None:
+    assert_refused(world, endpoint, body, status, code, field)
+
+
+@pytest.mark.parametrize(("endpoint", "body", "status", "code", "field"), VARIABLE_PAYLOADS)
+def test_bad_variables_payload_is_refused_with_the_field_named_nothing_written_and_no_value_repeated(
+    world: dict[str, Any], variables: None, endpoint: str, body: Any, status: int, code: str, field: str | None
+) -> None:
+    response = assert_refused(world, endpoint, body, status, code, field)
+    assert SENTINEL not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("level", "name"),
+    [
+        *((level, name) for level in VARIABLE_LEVELS for name in ("NO_SUCH_VAR", "GONE_VAR", "plain_var")),
+        ("project", "TEAM_ONLY_VAR"),
+        ("app", "TEAM_ONLY_VAR"),
+    ],
+)
+def test_revealing_a_variable_not_set_at_that_level_is_404_and_writes_nothing(
+    world: dict[str, Any], variables: None, level: str, name: str
+) -> None:
+    before = row_snapshot()
+    url = ROUTES[f"{level}-variable-reveal"].url(**VARIABLE_LEVELS[level], variable=name)
+    assert_error(world["client"].post(url), 404, "not_found")
+    assert row_snapshot() == before  # not even an audit event
 
 
 def test_an_app_beyond_the_plans_app_count_is_403_quota_exceeded_and_writes_nothing(
@@ -346,6 +562,35 @@ def test_an_app_beyond_the_plans_app_count_is_403_quota_exceeded_and_writes_noth
         plan.slug,
     )
     assert row_snapshot() == before
+
+
+def test_a_cron_job_beyond_the_plans_cron_job_count_is_403_quota_exceeded_and_writes_nothing(
+    world: dict[str, Any], team_a: TeamWorld
+) -> None:
+    plan = team_a.team.plan
+    for i in range(plan.max_cron_jobs - 1):  # "alpha-cron" is the first
+        cron_job(team_a, f"job{i}")
+    before = row_snapshot()
+    error = assert_error(send(world, "cron-job-create", CRON_JOB_BODY), 403, "quota_exceeded")
+    assert (error["limit"], error["maximum"], error["current"], error["requested"], error["plan"]) == (
+        "max_cron_jobs",
+        plan.max_cron_jobs,
+        plan.max_cron_jobs,
+        1,
+        plan.slug,
+    )
+    assert row_snapshot() == before
+
+
+def test_running_a_cron_job_whose_app_has_no_live_release_is_409_and_writes_nothing(
+    world: dict[str, Any], team_a: TeamWorld
+) -> None:
+    idle = App.objects.create(team=team_a.team, project=team_a.project, name="idle")
+    cron_job(team_a, "idle-cron", app=idle, image="")
+    before = row_snapshot()
+    url = ROUTES["cron-job-run"].url(**A, cron_job="idle-cron")
+    assert "idle" in assert_error(world["client"].post(url), 409, "no_live_release")["message"]
+    assert row_snapshot() == before  # no run queued, not even an audit event
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)

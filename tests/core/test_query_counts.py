@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 
+from apps.secrets.models import Level
 from tests.conftest import TeamWorld, make_token, session_client, token_client
-from tests.core.bulk import LISTS
+from tests.core.bulk import LISTS, VARIABLE_PREFIXES, variables_at
 
 CEILING = 12
 SMALL, LARGE = 5, 200
@@ -44,3 +45,25 @@ def test_list_query_count_does_not_grow_with_rows(
         assert large_rows == small_rows == 1  # a token sees only its own team
     else:
         assert large_rows == min(small_rows + LARGE - SMALL, LARGE)
+
+
+def test_effective_app_variables_query_count_does_not_grow_with_rows(
+    team_a: TeamWorld, django_assert_max_num_queries: Any, django_assert_num_queries: Any
+) -> None:
+    # The merged team/project/app view of an app's variables is one unpaginated list.
+    client = token_client(make_token(team_a.team, team_a.user("owner"))[1])
+    url = f"{VARIABLE_PREFIXES[Level.APP]}variables/?effective=true"
+    grows = [variables_at(level) for level in VARIABLE_PREFIXES]
+    for grow in grows:
+        grow(team_a, 0, SMALL)
+    results(client.get(url))  # warm up
+
+    with django_assert_max_num_queries(CEILING) as small:
+        small_rows = len(results(client.get(url)))
+    for grow in grows:
+        grow(team_a, SMALL, LARGE - SMALL)
+    with django_assert_num_queries(len(small)) as large:
+        large_rows = len(results(client.get(url)))
+
+    print(f"\neffective app variables: {len(small)} queries for {small_rows} rows, {len(large)} for {large_rows} rows")
+    assert (small_rows, large_rows) == (SMALL, LARGE)  # the same names at every level merge into one each

@@ -14,7 +14,10 @@ from django.apps import apps as django_apps
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.core.actors import Actor
+from apps.cron.models import CronJob, CronRun
 from apps.deployments.models import App, Deployment
+from apps.secrets.models import Level
+from apps.secrets.services import Scope, variables_set
 from apps.teams import services as team_services
 from apps.teams.models import Project
 from tests.conftest import TeamWorld, assert_error, make_team, make_token, session_client, token_client
@@ -99,7 +102,20 @@ def build_victim() -> Victim:
     app_grant, _ = team_services.grant_create(
         ctx=ctx, obj=app, capability="deploy", user_id=world.user("viewer").pk, group_slug=None
     )
+    for scope in (
+        Scope(level=Level.TEAM),
+        Scope(level=Level.PROJECT, project=project),
+        Scope(level=Level.APP, app=app),
+    ):
+        variables_set(ctx=ctx, scope=scope, values={"ALPHA_VAR": "victim-secret"}, secret=True)
+    job = CronJob.objects.create(
+        team=world.team, project=project, name="alpha-cron", image="busybox", command=["true"], schedule="@hourly"
+    )
+    run = CronRun.objects.create(team=world.team, job=job, trigger="manual", status="succeeded")
     values = {
+        "cron_job": job.name,
+        "run": str(run.pk),
+        "variable": "ALPHA_VAR",
         "team": "alpha",
         "user": str(world.user("developer").pk),
         "project": project.slug,
@@ -130,6 +146,11 @@ HOSTILE_BODY = {
     "image": "busybox:latest",
     "replicas": 1,
     "to": 1,
+    "variables": {"PWNED": "1"},
+    "names": ["ALPHA_VAR"],
+    "restart": False,
+    "schedule": "* * * * *",
+    "command": ["true"],
 }
 
 
@@ -137,7 +158,16 @@ def database_fingerprint() -> list:
     """Every row of every model we own (plus guardian and auth groups), to prove nothing changed."""
     rows = []
     for model in django_apps.get_models():
-        if model._meta.app_label in {"teams", "tokens", "audit", "accounts", "guardian", "auth", "deployments"}:
+        if model._meta.app_label in {
+            "teams",
+            "tokens",
+            "audit",
+            "accounts",
+            "guardian",
+            "auth",
+            "deployments",
+            "secrets",
+        }:
             rows.append((model._meta.label, sorted(map(repr, model.objects.values_list()))))
     return rows
 
@@ -164,7 +194,10 @@ def _cases() -> list[tuple[Route, str]]:
     return [(route, method) for route in team_routes() for method in route.methods]
 
 
-FILLERS = {"team", "user", "project", "grant", "group", "service_account", "token", "app", "deployment"}
+FILLERS = {
+    *("team", "user", "project", "grant", "group", "service_account", "token"),
+    *("app", "deployment", "variable", "cron_job", "run"),
+}
 
 
 def test_every_api_route_is_covered():

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CronConfig(AppConfig):
+    name = "apps.cron"
+    label = "cron"

@@ -1,0 +1,308 @@
+"""The cron scheduler: one `tick()` schedules due slots, starts pending runs and reaps finished
+ones. `manage.py run_scheduler` calls it twice a second; any number of schedulers may run at once
+(row locks with SKIP LOCKED, a unique run per slot, and a compare-and-set claim on each run make
+every slot run exactly once)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.cron.models import FINISHED, ConcurrencyPolicy, CronJob, CronRun, RunStatus, Trigger
+from apps.cron.schedule import next_run
+from apps.deployments import orchestrator
+from apps.events.models import Severity
+from apps.events.services import event_emit
+from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, EngineError
+from apps.secrets.crypto import DecryptionFailed
+from apps.secrets.selectors import environment_from_versions
+
+log = logging.getLogger(__name__)
+LOG_TAIL_LINES = 50
+# How long a running run may have no container before it counts as disappeared: another scheduler
+# may be creating it (and pulling its image) right now.
+START_GRACE_SECONDS = 60
+
+
+@dataclass
+class TickSummary:
+    scheduled: int = 0
+    missed: int = 0
+    started: int = 0
+    skipped: int = 0
+    finished: int = 0
+
+
+def tick(now: datetime | None = None) -> TickSummary:
+    now = now or timezone.now()
+    summary = TickSummary()
+    _schedule_due(now, summary)
+    # Reap before starting: a run whose container exited since the last tick must not make the
+    # forbid policy skip the next one.
+    _reap_running(now, summary)
+    _start_pending(now, summary)
+    return summary
+
+
+# --- 1. slots become runs ---------------------------------------------------------------------------
+def job_first_run(job: CronJob, now: datetime | None = None) -> datetime:
+    return next_run(job.schedule, job.timezone, now or timezone.now())
+
+
+def _schedule_due(now: datetime, summary: TickSummary) -> None:
+    with transaction.atomic():
+        # Lock the job rows only ("self"): locking the joined team row too would make two schedulers
+        # skip each other's half-locked rows (and block every insert that references the team).
+        due = CronJob.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            suspended=False, next_run_at__lte=now
+        )
+        for job in due.select_related("team"):
+            slot = job.next_run_at
+            late = (now - slot).total_seconds()
+            missed = late > job.starting_deadline_seconds
+            try:
+                with transaction.atomic():
+                    run = CronRun.objects.create(
+                        team=job.team,
+                        job=job,
+                        trigger=Trigger.SCHEDULE,
+                        scheduled_for=slot,
+                        status=RunStatus.MISSED if missed else RunStatus.PENDING,
+                        reason=f"not started within {job.starting_deadline_seconds}s of {slot:%Y-%m-%d %H:%M:%S} UTC"
+                        if missed
+                        else "",
+                        finished_at=now if missed else None,
+                    )
+            except IntegrityError:
+                run = None  # another scheduler made this slot's run already
+            if run is not None and missed:
+                summary.missed += 1
+                _emit(run, "cron.run_missed", Severity.WARNING, f"{job.name}: the {slot:%H:%M} UTC run was missed")
+            elif run is not None:
+                summary.scheduled += 1
+            # After a miss, catch up instead of replaying every lost slot, but keep a slot that is still
+            # within its starting deadline (it runs on the next tick): it is not missed, so not lost.
+            catch_up = now - timedelta(seconds=job.starting_deadline_seconds)
+            try:
+                job.next_run_at = next_run(job.schedule, job.timezone, catch_up if missed else slot)
+            except (
+                ValueError,
+                KeyError,
+            ) as exc:  # a row that bypassed validation (ZoneInfoNotFoundError is a KeyError)
+                # One broken job must not stop the others: suspend it and say why.
+                job.suspended, job.next_run_at = True, None
+                event_emit(
+                    team=job.team,
+                    kind="cron.job_suspended",
+                    subject=job,
+                    message=f"{job.name}: suspended, its schedule cannot be evaluated ({exc})",
+                    severity=Severity.ERROR,
+                )
+            job.save(update_fields=["next_run_at", "suspended", "updated_at"])
+
+
+# --- 2. pending runs start -------------------------------------------------------------------------
+def _start_pending(now: datetime, summary: TickSummary) -> None:
+    pending = (
+        CronRun.objects.filter(status=RunStatus.PENDING)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .select_related("job__team", "job__app__live_deployment", "job__project")
+        .order_by("id")
+    )
+    claimed: list[CronRun] = []
+    for run in pending:
+        job = run.job
+        others = CronRun.objects.filter(job=job, status=RunStatus.RUNNING).exclude(pk=run.pk)
+        if others.exists() and job.concurrency_policy == ConcurrencyPolicy.FORBID:
+            if _finish_unstarted(run, RunStatus.SKIPPED, "the previous run was still running (policy: forbid)"):
+                summary.skipped += 1
+                _emit(run, "cron.run_skipped", Severity.WARNING, f"{job.name}: skipped, previous run still running")
+            continue
+        # Claim it: only one scheduler wins the pending -> running transition.
+        if not CronRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
+            status=RunStatus.RUNNING, started_at=timezone.now()
+        ):
+            continue
+        run.refresh_from_db()
+        if job.concurrency_policy == ConcurrencyPolicy.REPLACE:
+            for other in others:
+                _stop(other, RunStatus.CANCELLED, "replaced by a newer run (policy: replace)")
+        claimed.append(run)
+    if len(claimed) > 1 and not connection.in_atomic_block:
+        # Starting a container takes a few hundred milliseconds: start the due runs side by side so
+        # the last one is not late. (Threads see only committed rows, hence not inside a transaction.)
+        # Each team's network first, once: concurrent creations of one network would race.
+        for slug in sorted({run.job.team.slug for run in claimed}):
+            # On failure each run's own start reports the engine's error.
+            with contextlib.suppress(EngineError):
+                orchestrator.engine().ensure_network(orchestrator.team_network(slug), orchestrator.network_labels(slug))
+        with ThreadPoolExecutor(max_workers=min(8, len(claimed))) as pool:
+            summary.started += sum(pool.map(_start_in_thread, claimed))
+    else:
+        summary.started += sum(_start(run) for run in claimed)
+
+
+def _start_in_thread(run: CronRun) -> bool:
+    try:
+        return _start(run)
+    finally:
+        connection.close()
+
+
+def _start(run: CronRun) -> bool:
+    try:
+        _start_container(run)
+    except (EngineError, DecryptionFailed, ValueError) as exc:
+        _finish(run, RunStatus.FAILED, reason=str(exc))
+        return False
+    # started_at is when the container runs (the claim time only guards against double starts).
+    CronRun.objects.filter(pk=run.pk).update(started_at=timezone.now())
+    return True
+
+
+def _finish_unstarted(run: CronRun, status: str, reason: str) -> bool:
+    return bool(
+        CronRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
+            status=status, reason=reason, finished_at=timezone.now()
+        )
+    )
+
+
+def _start_container(run: CronRun) -> None:
+    job = run.job
+    env: dict[str, str] = {}
+    if job.app_id is not None:
+        live = job.app.live_deployment
+        if live is None:
+            raise ValueError(f"app {job.app.name} has no live release to run the job with")
+        image = live.image
+        env = environment_from_versions(live.config.get("variables") or {})
+    else:
+        image = job.image
+    name = f"ps-cron-{job.team.slug}-{job.name}-{run.pk}"
+    CronRun.objects.filter(pk=run.pk).update(container_name=name, image=image)
+    run.container_name, run.image = name, image
+    engine = orchestrator.engine()
+    engine.ensure_network(orchestrator.team_network(job.team.slug), orchestrator.network_labels(job.team.slug))
+    engine.run(
+        ContainerSpec(
+            name=name,
+            image=image,
+            port=0,
+            env={
+                **env,
+                "PANDASTACK_TEAM": job.team.slug,
+                "PANDASTACK_CRON_JOB": job.name,
+                "PANDASTACK_CRON_RUN": str(run.pk),
+            },
+            # Not "managed": the app reconciler leaves cron containers to the scheduler.
+            labels={
+                f"{LABEL_PREFIX}team": job.team.slug,
+                f"{LABEL_PREFIX}cron-job": str(job.pk),
+                f"{LABEL_PREFIX}cron-run": str(run.pk),
+                **settings.PANDASTACK_EXTRA_LABELS,
+            },
+            network=orchestrator.team_network(job.team.slug),
+            command=job.command,
+            memory_mb=job.memory_mb,
+        )
+    )
+    # Another scheduler may have finished the run while the container was being created (replaced
+    # it, or gave up on it): then nothing may keep running for it.
+    if not CronRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists():
+        engine.remove(name)
+
+
+# --- 3. running runs finish ------------------------------------------------------------------------
+def _reap_running(now: datetime, summary: TickSummary) -> None:
+    running = CronRun.objects.filter(status=RunStatus.RUNNING).select_related("job__team")
+    for run in running:
+        # No name yet, or a container created but not started: a scheduler is starting it right now,
+        # or stopped (was killed) while it did; after the grace, the run is given up on.
+        info = orchestrator.engine().inspect(run.container_name) if run.container_name else None
+        if info is None or info.status == "created":
+            if run.started_at and now - run.started_at < timedelta(seconds=START_GRACE_SECONDS):
+                continue
+            if info is None and run.container_name:
+                reason = "the run's container disappeared"
+            else:
+                reason = "the run's container never started (its scheduler stopped while starting it)"
+            _finish(run, RunStatus.FAILED, reason=reason)
+        elif info.status in ("exited", "dead"):
+            status = RunStatus.SUCCEEDED if info.exit_code == 0 else RunStatus.FAILED
+            reason = "" if status == RunStatus.SUCCEEDED else f"exited with code {info.exit_code}"
+            _finish(run, status, exit_code=info.exit_code, reason=reason)
+        elif run.started_at and now - run.started_at > timedelta(seconds=run.job.timeout_seconds):
+            _stop(run, RunStatus.TIMED_OUT, f"killed after its timeout of {run.job.timeout_seconds}s")
+        else:
+            continue
+        summary.finished += 1
+
+
+def _stop(run: CronRun, status: str, reason: str) -> None:
+    engine = orchestrator.engine()
+    if run.container_name:
+        engine.stop(run.container_name, timeout=0)
+    info = engine.inspect(run.container_name) if run.container_name else None
+    _finish(run, status, exit_code=info.exit_code if info else None, reason=reason)
+
+
+def _finish(run: CronRun, status: str, *, exit_code: int | None = None, reason: str = "") -> None:
+    engine = orchestrator.engine()
+    tail = ""
+    if run.container_name:
+        try:
+            tail = "\n".join(line.text for line in engine.logs(run.container_name, tail=LOG_TAIL_LINES))
+        except EngineError:
+            tail = ""
+    updated = (
+        CronRun.objects.filter(pk=run.pk)
+        .exclude(status__in=FINISHED)
+        .update(status=status, exit_code=exit_code, reason=reason, log_tail=tail, finished_at=timezone.now())
+    )
+    if run.container_name:
+        engine.remove(run.container_name)
+    if not updated:
+        return
+    run.refresh_from_db()
+    job = run.job
+    if status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+        kind = "cron.run_failed" if status == RunStatus.FAILED else "cron.run_timed_out"
+        _emit(run, kind, Severity.ERROR, f"{job.name}: run {run.pk} {status.replace('_', ' ')}: {reason}")
+        if run.attempt <= job.retries:
+            delay = job.retry_backoff_seconds * 2 ** (run.attempt - 1)
+            CronRun.objects.create(
+                team=job.team,
+                job=job,
+                trigger=Trigger.RETRY,
+                scheduled_for=run.scheduled_for,
+                attempt=run.attempt + 1,
+                not_before=timezone.now() + timedelta(seconds=delay),
+            )
+    _prune(job)
+
+
+def _prune(job: CronJob) -> None:
+    """Keep the plan's number of finished runs per job."""
+    keep = job.team.plan.cron_history_runs
+    stale = CronRun.objects.filter(job=job, status__in=FINISHED).order_by("-id").values_list("pk", flat=True)[keep:]
+    CronRun.objects.filter(pk__in=list(stale)).delete()
+
+
+def _emit(run: CronRun, kind: str, severity: str, message: str) -> None:
+    event_emit(
+        team=run.job.team,
+        kind=kind,
+        subject=run.job,
+        message=message,
+        severity=severity,
+        data={"run": run.pk, "attempt": run.attempt, "exit_code": run.exit_code, "status": run.status},
+    )
