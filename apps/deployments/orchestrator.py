@@ -20,6 +20,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.deployments.models import IN_PROGRESS, App, Container, Deployment, DeploymentEvent, DeploymentStatus
+from apps.events.models import Severity
+from apps.events.services import event_emit
 from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, DockerEngine, Engine, EngineError
 from apps.runtime.router import Backend, HAProxyRouter, Router, RouterError, Server
 from apps.secrets.crypto import DecryptionFailed
@@ -314,6 +316,14 @@ def _fail(deployment: Deployment, reason: str) -> None:
     for container in Container.objects.filter(deployment=deployment):
         _remove_container(container)
     set_status(deployment, DeploymentStatus.FAILED, f"Failed: {reason}", reason=reason, finished_at=timezone.now())
+    event_emit(
+        team=deployment.team,
+        kind="deployment.failed",
+        subject=deployment.app,
+        message=f"{deployment.app.name}: deployment #{deployment.number} of {deployment.image} failed",
+        severity=Severity.ERROR,
+        data={"deployment": deployment.number, "image": deployment.image},
+    )
 
 
 def _remove_container(container: Container) -> None:
@@ -363,7 +373,16 @@ def converge_app(app_id: int) -> None:
             info = engine().inspect(container.name)
             if container.replica not in wanted or info is None or info.status != "running":
                 if container.replica in wanted:
-                    log.warning("replacing container %s (%s)", container.name, info.status if info else "missing")
+                    state = f"exited with code {info.exit_code}" if info else "disappeared"
+                    log.warning("replacing container %s (%s)", container.name, state)
+                    event_emit(
+                        team=app.team,
+                        kind="container.crashed",
+                        subject=app,
+                        message=f"{app.name}: container r{container.replica} {state}; replacing it",
+                        severity=Severity.ERROR,
+                        data={"replica": container.replica, "exit_code": info.exit_code if info else None},
+                    )
                 _remove_container(container)
         present = set(Container.objects.filter(deployment=live).values_list("replica", flat=True))
         fresh = [_start_container(live, replica) for replica in sorted(wanted - present)]

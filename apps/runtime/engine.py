@@ -360,7 +360,9 @@ class DockerEngine:
             "command": list(spec.command) if spec.command is not None else None,
             "environment": {**spec.env, "PORT": str(spec.port)},
             "labels": dict(spec.labels),
-            "network": spec.network,
+            # By id: while two workers race to create a team's network, the name can briefly match two
+            # networks ("ambiguous"); the oldest is the one everybody keeps.
+            "network": getattr(self._find_network(spec.network), "id", spec.network),
             "restart_policy": {"Name": "no"},
             "detach": True,
         }
@@ -593,8 +595,10 @@ def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
     networks_raw = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
     networks = {name: net.get("IPAddress") or "" for name, net in networks_raw.items()}
     # The network the container was created on is its primary one; others were connected later.
-    primary = (attrs.get("HostConfig") or {}).get("NetworkMode")
-    ip = networks.get(primary) if primary in networks else next(iter(networks.values()), None)
+    # (NetworkMode holds its name, or its id when it was created by id.)
+    primary = (attrs.get("HostConfig") or {}).get("NetworkMode") or ""
+    primary_name = next((name for name, net in networks_raw.items() if primary in (name, net.get("NetworkID"))), None)
+    ip = networks[primary_name] if primary_name else next(iter(networks.values()), None)
     status = state.get("Status") or "unknown"
     return ContainerInfo(
         id=attrs["Id"],

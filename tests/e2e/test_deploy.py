@@ -108,6 +108,9 @@ def test_a_release_that_fails_its_health_check_never_gets_traffic(platform, worl
     assert orchestrator.engine().list({"io.pandastack.deployment": str(failed.pk)}) == []
     body = client.get("/api/v1/teams/alpha/apps/web/").json()
     assert body["status"] == "running" and body["current_deployment"]["id"] == 1
+    # ...and the failure is a platform event, for alert rules to watch.
+    events = client.get("/api/v1/teams/alpha/events/?kind=deployment.failed").json()["results"]
+    assert len(events) == 1 and events[0]["severity"] == "error" and events[0]["data"]["deployment"] == failed.number
 
 
 def test_rollback_scale_and_logs(platform, world, web_image, web_image_v2):

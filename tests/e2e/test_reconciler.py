@@ -10,6 +10,7 @@ import pytest
 
 from apps.deployments import orchestrator
 from apps.deployments.models import Container, Deployment
+from apps.events.models import PlatformEvent
 from tests.conftest import make_team
 from tests.e2e.conftest import wait_deployment, wait_for
 from tests.e2e.test_deploy import create_app, deploy, host, owner_client
@@ -33,6 +34,9 @@ def test_a_container_killed_behind_the_platforms_back_comes_back(platform, world
     for container in containers:
         assert orchestrator.engine().inspect(container.name).status == "running"
     assert platform.get(host()).status_code == 200
+    crash = PlatformEvent.objects.get(kind="container.crashed")
+    assert crash.data["replica"] == victim.replica and crash.data["exit_code"] == 137
+    assert crash.project_id == world.project.pk
 
 
 def test_orphan_containers_are_removed(platform, world, web_image):
