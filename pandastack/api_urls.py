@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from apps.accounts.api import MeView
+from apps.alerts.api import views as alerts
 from apps.audit.api.views import AuditEventViewSet
 from apps.cron.api import views as cron
 from apps.deployments.api import views as deployments
@@ -109,6 +110,20 @@ team_routes = [
         "cron-jobs/<str:cron_job>/runs/<str:run>/logs/",
         cron.CronRunViewSet.as_view({"get": "logs"}),
         name="cron-run-logs",
+    ),
+    path("notification-channels/", alerts.NotificationChannelViewSet.as_view(LIST), name="channel-list"),
+    path(
+        "notification-channels/<str:channel>/", alerts.NotificationChannelViewSet.as_view(DETAIL), name="channel-detail"
+    ),
+    path(
+        "notification-channels/<str:channel>/test/",
+        alerts.NotificationChannelViewSet.as_view({"post": "test"}),
+        name="channel-test",
+    ),
+    path(
+        "notification-channels/<str:channel>/deliveries/",
+        alerts.DeliveryViewSet.as_view({"get": "list"}),
+        name="channel-delivery-list",
     ),
     path("events/", PlatformEventViewSet.as_view({"get": "list"}), name="platform-event-list"),
     path("audit-events/", AuditEventViewSet.as_view({"get": "list"}), name="audit-event-list"),

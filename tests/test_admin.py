@@ -1,6 +1,7 @@
-"""The operators' admin site: every screen opens, token hashes and variable values never show, the
-suspend and revoke actions go through the services (and the audit log), the app actions are offered,
-and the audit log, deployments, cron runs and platform events cannot be edited or added by hand."""
+"""The operators' admin site: every screen opens, token hashes, variable values and webhook signing
+secrets never show, the suspend and revoke actions go through the services (and the audit log), the
+app actions are offered, and the audit log, deployments, cron runs, platform events and notification
+deliveries cannot be edited or added by hand."""
 
 from typing import Any
 
@@ -11,6 +12,8 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.accounts.models import User
+from apps.alerts import services as alert_services
+from apps.alerts.models import Delivery, NotificationChannel
 from apps.audit.models import AuditEvent
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
@@ -20,6 +23,7 @@ from apps.deployments import services as deployment_services
 from apps.deployments.models import App, Container, Deployment, DeploymentStatus
 from apps.events.models import PlatformEvent, Severity
 from apps.events.services import event_emit
+from apps.secrets import crypto
 from apps.secrets.models import Level, Variable
 from apps.secrets.services import Scope, variables_set
 from apps.teams.services import grant_create, group_create, service_account_create
@@ -78,6 +82,12 @@ def everything(team_a: TeamWorld) -> TeamWorld:
         severity=Severity.ERROR,
         data={"run": run.pk},
     )
+    # A webhook channel (its signing secret stored encrypted) and a queued test delivery.
+    channel, raw_secret = alert_services.channel_create(
+        ctx=ctx, name="ops-hook", kind="webhook", target="http://127.0.0.1:9/hook"
+    )
+    assert raw_secret is not None
+    alert_services.channel_test(ctx=ctx, channel=channel)
     return team_a
 
 
@@ -108,7 +118,9 @@ def test_token_admin_never_shows_the_token_hash(admin_client: Client, everything
 
 
 @pytest.mark.parametrize(
-    "model", [ApiToken, Deployment, Container, Variable, CronRun, PlatformEvent], ids=lambda m: m._meta.label
+    "model",
+    [ApiToken, Deployment, Container, Variable, CronRun, PlatformEvent, Delivery],
+    ids=lambda m: m._meta.label,
 )
 def test_rows_made_by_services_cannot_be_added_in_the_admin(
     admin_client: Client, db: Any, model: type[models.Model]
@@ -129,6 +141,32 @@ def test_variable_admin_pages_never_show_a_value(admin_client: Client, everythin
     # Deleting in the admin would skip the versions and the audit log: unset goes through the API.
     assert admin_client.get(admin_url(Variable, "delete", variable.pk)).status_code == 403
     assert Variable.objects.filter(pk=variable.pk).exists()
+
+
+def test_channel_admin_never_shows_the_signing_secret(admin_client: Client, everything: TeamWorld) -> None:
+    channel = NotificationChannel.objects.get(name="ops-hook")
+    raw = crypto.decrypt(channel.signing_secret_encrypted)
+    for url in (admin_url(NotificationChannel, "changelist"), admin_url(NotificationChannel, "change", channel.pk)):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert "ops-hook" in html
+        assert channel.signing_secret_encrypted not in html
+        assert raw not in html
+        assert "signing_secret" not in html  # not even an empty field
+
+
+def test_channel_admin_only_switches_a_channel_off_and_keeps_its_secret(
+    admin_client: Client, everything: TeamWorld
+) -> None:
+    channel = NotificationChannel.objects.get(name="ops-hook")
+    change = admin_url(NotificationChannel, "change", channel.pk)
+    form = {"team": channel.team_id, "name": "ops-hook", "kind": "webhook", "target": "http://127.0.0.1:9/new"}
+    assert admin_client.post(change, form).status_code == 302  # "enabled" left unticked
+    saved = NotificationChannel.objects.get(pk=channel.pk)
+    assert saved.enabled is False
+    assert saved.target == channel.target  # targets are validated by the API only: read-only here
+    assert saved.signing_secret_encrypted == channel.signing_secret_encrypted
 
 
 def test_deployment_change_page_shows_its_events_read_only(admin_client: Client, everything: TeamWorld) -> None:

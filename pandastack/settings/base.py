@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.secrets",
     "apps.events",
     "apps.cron",
+    "apps.alerts",
 ]
 
 MIDDLEWARE = [
@@ -157,6 +158,19 @@ PANDASTACK_TOKEN_MAX_EXPIRY_DAYS = env.int("PANDASTACK_TOKEN_MAX_EXPIRY_DAYS", d
 # Fernet keys for variable values, comma-separated; the first encrypts, all decrypt (rotation:
 # put a new key first, run `manage.py rotate_secret_keys`, then drop the old one).
 PANDASTACK_SECRET_KEYS: list[str] = env.list("PANDASTACK_SECRET_KEYS", default=[])
+
+# --- Notifications ---------------------------------------------------------------------------------
+# Django 6.1's MAILERS (EMAIL_BACKEND is deprecated): SMTP, its options as JSON, e.g.
+# DJANGO_EMAIL_OPTIONS='{"host": "smtp.example.com", "port": 587, "use_tls": true}'.
+MAILERS = {
+    "default": {
+        "BACKEND": env("DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend"),
+        "OPTIONS": env.json("DJANGO_EMAIL_OPTIONS", default={}),
+    }
+}
+DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", default="pandastack@localhost")
+# First retry of a failed notification after this many seconds, doubling (five attempts in all).
+PANDASTACK_DELIVERY_BACKOFF_SECONDS = env.float("PANDASTACK_DELIVERY_BACKOFF_SECONDS", default=5.0)
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")

@@ -10,6 +10,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from apps.accounts.models import User
+from apps.alerts.models import ChannelKind, Delivery, DeliveryStatus, NotificationChannel
 from apps.audit.models import AuditEvent
 from apps.cron.models import CronJob, CronRun, RunStatus, Trigger
 from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
@@ -26,7 +27,7 @@ from apps.teams.models import (
 from apps.teams.services import default_plan, grant_models
 from apps.tokens.models import ApiToken, hash_token
 from tests.conftest import TeamWorld
-from tests.core.routes import CRON_IMAGE, CRON_JOB, VARIABLE
+from tests.core.routes import CHANNEL, CHANNEL_TARGET, CRON_IMAGE, CRON_JOB, VARIABLE
 
 
 def users(world: TeamWorld, start: int, count: int, tag: str, **fields: Any) -> list[User]:
@@ -312,6 +313,46 @@ def platform_events(world: TeamWorld, start: int, count: int) -> None:
     )
 
 
+def channels(world: TeamWorld, start: int, count: int) -> None:
+    """`count` notification channels, one kind after another (a webhook with an encrypted signing
+    secret, which the list shows only as `signed`)."""
+    kinds = [ChannelKind.WEBHOOK, ChannelKind.EMAIL, ChannelKind.SLACK]
+    targets = {ChannelKind.EMAIL: f"ops@{world.team.slug}.example.com"}
+    NotificationChannel.objects.bulk_create(
+        NotificationChannel(
+            team=world.team,
+            name=f"ch{i}",
+            kind=kinds[i % 3],
+            target=targets.get(kinds[i % 3], f"http://127.0.0.1:9/ch{i}"),
+            signing_secret_encrypted=crypto.encrypt(f"whsec_{i}") if kinds[i % 3] == ChannelKind.WEBHOOK else "",
+        )
+        for i in range(start, start + count)
+    )
+
+
+def deliveries(world: TeamWorld, start: int, count: int) -> None:
+    """`count` deliveries through the channel CHANNEL (made on first use), alternately delivered and
+    failed."""
+    channel, _ = NotificationChannel.objects.get_or_create(
+        team=world.team, name=CHANNEL, defaults={"kind": ChannelKind.WEBHOOK, "target": CHANNEL_TARGET}
+    )
+    now = timezone.now()
+    Delivery.objects.bulk_create(
+        Delivery(
+            team=world.team,
+            channel=channel,
+            subject=f"Notification {i}",
+            payload={"n": i},
+            status=DeliveryStatus.FAILED if i % 2 else DeliveryStatus.DELIVERED,
+            attempts=1,
+            response_status=500 if i % 2 else 204,
+            last_error="the receiver answered 500" if i % 2 else "",
+            delivered_at=None if i % 2 else now,
+        )
+        for i in range(start, start + count)
+    )
+
+
 # The values of the URL parameters in the paths below.
 APP = "api"
 LIST_PARAMS = {
@@ -321,6 +362,7 @@ LIST_PARAMS = {
     "deployment": 1,
     "variable": VARIABLE,
     "cron_job": CRON_JOB,
+    "channel": CHANNEL,
 }
 VARIABLE_PREFIXES = {
     Level.TEAM: "/api/v1/teams/alpha/",
@@ -347,6 +389,8 @@ LISTS: dict[str, tuple[str, Callable[[TeamWorld, int, int], Any], str]] = {
     "cron jobs with last run": ("/api/v1/teams/alpha/cron-jobs/", cron_jobs, "token"),
     "cron runs": (f"/api/v1/teams/alpha/cron-jobs/{CRON_JOB}/runs/", cron_runs, "token"),
     "platform events": ("/api/v1/teams/alpha/events/", platform_events, "token"),
+    "notification channels": ("/api/v1/teams/alpha/notification-channels/", channels, "token"),
+    "deliveries": (f"/api/v1/teams/alpha/notification-channels/{CHANNEL}/deliveries/", deliveries, "token"),
     **{
         f"{level.value} variables": (f"{prefix}variables/", variables_at(level), "token")
         for level, prefix in VARIABLE_PREFIXES.items()

@@ -12,6 +12,8 @@ from django.urls import URLPattern, URLResolver
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
+from apps.alerts.models import Delivery, DeliveryStatus
+from apps.alerts.services import channel_create
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
 from apps.cron import services as cron_services
@@ -28,6 +30,8 @@ API_PREFIX = "/api/v1/"
 VARIABLE = "ALPHA_VAR"  # set at the team, project and app level by `one_of_everything`
 CRON_JOB = "alpha-cron"  # the cron job `one_of_everything` makes, with an image of its own
 CRON_IMAGE = "registry.local/cron:1"
+CHANNEL = "alpha-hook"  # the webhook notification channel `one_of_everything` makes
+CHANNEL_TARGET = "http://127.0.0.1:9/hook"  # the discard port: nothing is ever sent there anyway
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
@@ -107,8 +111,9 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
     """Give `world`'s team one of everything a team route can name: a group "ops", a service
     account "ci", a token, a project grant, an app "api" with a live deployment #1 (an event and a
     container), an app grant, a plain variable ALPHA_VAR at each level (team, project "web", app
-    "api"), and a cron job "alpha-cron" with an image of its own and a finished run; return the URL
-    parameter values naming them. No Celery task runs: the services enqueue on commit, and the
+    "api"), a cron job "alpha-cron" with an image of its own and a finished run, and a webhook
+    notification channel "alpha-hook" with one delivered notification; return the URL parameter
+    values naming them. No Celery task runs: the services enqueue on commit, and the
     test's transaction never commits."""
     ctx = resolve_team(Actor(user=world.user("owner"), via="test"), world.team.slug)
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
@@ -143,6 +148,18 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
         started_at=now,
         finished_at=now,
     )
+    channel, _ = channel_create(ctx=ctx, name=CHANNEL, kind="webhook", target=CHANNEL_TARGET)
+    # Deliveries are the worker's to send; this one went out.
+    Delivery.objects.create(
+        team=world.team,
+        channel=channel,
+        subject="Test notification",
+        payload={"kind": "test"},
+        status=DeliveryStatus.DELIVERED,
+        attempts=1,
+        response_status=204,
+        delivered_at=now,
+    )
     return {
         "team": world.team.slug,
         "user": viewer,
@@ -157,4 +174,5 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
         "variable": VARIABLE,
         "cron_job": CRON_JOB,
         "run": run.pk,
+        "channel": CHANNEL,
     }

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.apps import apps
 
+from apps.alerts.services import channel_create
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
 from apps.cron.models import CronJob
@@ -21,9 +22,12 @@ from apps.secrets.models import Level
 from apps.secrets.services import Scope, variables_set, variables_unset
 from apps.teams.services import group_create, service_account_create
 from tests.conftest import TeamWorld, assert_error, session_client
-from tests.core.routes import CRON_IMAGE, CRON_JOB, api_routes
+from tests.core.routes import CHANNEL, CHANNEL_TARGET, CRON_IMAGE, CRON_JOB, api_routes
 
-SNAPSHOT_APPS = {"teams", "tokens", "audit", "accounts", "guardian", "auth", "deployments", "secrets", "cron", "events"}
+SNAPSHOT_APPS = {
+    *("teams", "tokens", "audit", "accounts", "guardian", "auth", "deployments", "secrets", "cron", "events"),
+    "alerts",
+}
 
 
 def row_snapshot() -> dict[str, list[str]]:
@@ -55,8 +59,8 @@ def cron_job(world: TeamWorld, name: str, **fields: Any) -> CronJob:
 @pytest.fixture
 def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
     """team_a with a group "ops", a service account "ci", an app "api" whose deployment #1 is live
-    and #2 failed (nothing earlier to roll back to) and a cron job "alpha-cron" with an image of
-    its own; ids used by paths and payloads."""
+    and #2 failed (nothing earlier to roll back to), a cron job "alpha-cron" with an image of its
+    own and a webhook notification channel "alpha-hook"; ids used by paths and payloads."""
     ctx = resolve_team(Actor(user=team_a.user("owner"), via="test"), "alpha")
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
     service_account_create(ctx=ctx, slug="ci", role="developer")
@@ -69,6 +73,7 @@ def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
         deployment_services.deployment_create(ctx=ctx, app=app, image="registry.local/api:2"), DeploymentStatus.FAILED
     )
     cron_job(team_a, CRON_JOB)
+    channel_create(ctx=ctx, name=CHANNEL, kind="webhook", target=CHANNEL_TARGET)
     return {
         "viewer": team_a.user("viewer").pk,
         "owner": team_a.user("owner").pk,
@@ -127,12 +132,16 @@ ENDPOINTS = {
     "cron-job-create": ("post", "cron-job-list", A),
     "cron-job-update": ("patch", "cron-job-detail", {**A, "cron_job": CRON_JOB}),
     "cron-job-delete": ("delete", "cron-job-detail", {**A, "cron_job": CRON_JOB}),
+    "channel-create": ("post", "channel-list", A),
+    "channel-update": ("patch", "channel-detail", {**A, "channel": CHANNEL}),
+    "channel-delete": ("delete", "channel-detail", {**A, "channel": CHANNEL}),
     **{f"{level}-variable-set": ("post", f"{level}-variable-list", p) for level, p in VARIABLE_LEVELS.items()},
     **{f"{level}-variable-unset": ("post", f"{level}-variable-unset", p) for level, p in VARIABLE_LEVELS.items()},
 }
 # Writes that take no body: the URL says everything (leaving the team; DELETE of a member, grant,
 # group, service account, token or app grant; revoking a token; restarting, stopping or starting
-# an app; revealing a variable's value; running, suspending or resuming a cron job).
+# an app; revealing a variable's value; running, suspending or resuming a cron job; testing a
+# notification channel).
 BODYLESS = {
     ("post", "team-leave"),
     ("delete", "member-detail"),
@@ -149,6 +158,7 @@ BODYLESS = {
     ("post", "cron-job-run"),
     ("post", "cron-job-suspend"),
     ("post", "cron-job-resume"),
+    ("post", "channel-test"),
 }
 ROUTES = {route.name: route for route in api_routes()}
 
@@ -347,6 +357,51 @@ def cron_cases() -> list[Any]:
     ]
 
 
+CHANNEL_BODY = {"name": "beta-hook", "kind": "webhook", "target": "http://127.0.0.1:9/beta"}
+# Targets no webhook takes: empty, not http(s), not a URL, too long, unparsable.
+# (A bad port, whitespace or a control character would only fail in the worker, when sending.)
+BAD_URL_TARGETS = [
+    *("", "   ", "ftp://x", "not a url", "http://", "http://[::1", "h" * 2001, 123, None, ["http://a/"]),
+    *("http://127.0.0.1:abc/", "http://127.0.0.1:99999/", "http://exa\nmple/", "http://a b/", "http://127.0.0.1/a b"),
+]
+
+
+def channel_cases() -> list[Any]:
+    """Bad notification channels: names (taken included), kinds, webhook and Slack URLs, e-mail
+    address lists (one bad address refuses the list); bad updates; deletes without the right
+    confirmation."""
+    valid = CHANNEL_BODY
+    email = {**valid, "kind": "email"}
+    # Addresses whose list fits in 2000 characters but not once normalised to ", " separators.
+    crowded = ",".join(["a@b.co"] * 285)
+    return [
+        *slug_cases("channel-create", valid, duplicate=CHANNEL, key="name"),
+        *(case("channel-create", {**valid, "kind": bad}, "kind") for bad in ("sms", "", None, ["email"])),
+        case("channel-create", {k: v for k, v in valid.items() if k != "kind"}, "kind"),
+        case("channel-create", {k: v for k, v in valid.items() if k != "target"}, "target"),
+        *(
+            case("channel-create", {**valid, "kind": kind, "target": bad}, "target", label=f"{kind} {bad!r:.20}")
+            for kind in ("webhook", "slack")
+            for bad in BAD_URL_TARGETS
+        ),
+        *(
+            case("channel-create", {**email, "target": bad}, "target", label=f"email {bad!r:.20}")
+            for bad in ("", " , ", "a@b, nope", "ops@example.com, nope", "http://127.0.0.1:9/", "e" * 2001)
+        ),
+        case("channel-create", {**email, "target": crowded}, "target", label="email list too long once normalised"),
+        case("channel-update", {"target": "ftp://x"}, "target"),
+        case("channel-update", {"target": "not a url"}, "target"),
+        case("channel-update", {"target": ""}, "target"),
+        case("channel-update", {"target": "h" * 2001}, "target", label="target 2001 chars"),
+        *(case("channel-update", {"enabled": bad}, "enabled") for bad in ("maybe", None, [True])),
+        case("channel-update", {"target": "http://127.0.0.1:9/new", "enabled": "maybe"}, "enabled"),
+        case("channel-delete", {}, "confirm"),
+        case("channel-delete", {"confirm": "alpha"}, "confirm"),
+        case("channel-delete", {"confirm": "ALPHA-HOOK"}, "confirm"),
+        case("channel-delete", {"confirm": [CHANNEL]}, "confirm"),
+    ]
+
+
 def resolve(body: Any, ids: dict[str, Any]) -> Any:
     """Replace "@name" placeholders with the world's ids (user ids are known only at run time);
     other strings starting with "@" (cron shortcuts such as "@daily") stay as they are."""
@@ -482,6 +537,8 @@ BAD_PAYLOADS = [
     *grant_cases("app-grant-create"),
     # --- cron jobs ----------------------------------------------------------------------------
     *cron_cases(),
+    # --- notification channels ----------------------------------------------------------------
+    *channel_cases(),
 ]
 
 

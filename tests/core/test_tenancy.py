@@ -13,6 +13,7 @@ import pytest
 from django.apps import apps as django_apps
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from apps.alerts.services import channel_create
 from apps.core.actors import Actor
 from apps.cron.models import CronJob, CronRun
 from apps.deployments.models import App, Deployment
@@ -112,7 +113,9 @@ def build_victim() -> Victim:
         team=world.team, project=project, name="alpha-cron", image="busybox", command=["true"], schedule="@hourly"
     )
     run = CronRun.objects.create(team=world.team, job=job, trigger="manual", status="succeeded")
+    channel, _ = channel_create(ctx=ctx, name="alpha-hook", kind="webhook", target="http://127.0.0.1:9/hook")
     values = {
+        "channel": channel.name,
         "cron_job": job.name,
         "run": str(run.pk),
         "variable": "ALPHA_VAR",
@@ -151,6 +154,8 @@ HOSTILE_BODY = {
     "restart": False,
     "schedule": "* * * * *",
     "command": ["true"],
+    "kind": "webhook",
+    "target": "http://127.0.0.1:9/pwned",
 }
 
 
@@ -196,7 +201,7 @@ def _cases() -> list[tuple[Route, str]]:
 
 FILLERS = {
     *("team", "user", "project", "grant", "group", "service_account", "token"),
-    *("app", "deployment", "variable", "cron_job", "run"),
+    *("app", "deployment", "variable", "cron_job", "run", "channel"),
 }
 
 
