@@ -34,97 +34,67 @@ def variable_routes(prefix: str, name: str) -> list:
     ]
 
 
+def resource_routes(prefix: str, kwarg: str, viewset: type, name: str, detail: dict | None = None) -> list:
+    """`<prefix>/` (list, create) and `<prefix>/<kwarg>/` (retrieve, update, delete by default)."""
+    return [
+        path(f"{prefix}/", viewset.as_view(LIST), name=f"{name}-list"),
+        path(f"{prefix}/<str:{kwarg}>/", viewset.as_view(detail or DETAIL), name=f"{name}-detail"),
+    ]
+
+
+def action_routes(prefix: str, viewset: type, name: str, actions: dict[str, tuple[str, ...]]) -> list:
+    """`<prefix>/<action>/` for each action, by HTTP method (e.g. POST apps/<app>/scale/)."""
+    return [
+        path(
+            f"{prefix}/{action}/" if prefix else f"{action}/",
+            viewset.as_view({method: action}),
+            name=f"{name}-{action}",
+        )
+        for method, names in actions.items()
+        for action in names
+    ]
+
+
+READ_DELETE = {"get": "retrieve", "delete": "destroy"}
+APP = "apps/<str:app>"
+CRON_JOB = "cron-jobs/<str:cron_job>"
+CHANNEL = "notification-channels/<str:channel>"
+
 team_routes = [
-    path(
-        "",
-        teams.TeamViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
-        name="team-detail",
+    path("", teams.TeamViewSet.as_view(DETAIL), name="team-detail"),
+    *action_routes("", teams.TeamViewSet, "team", {"post": ("transfer", "leave")}),
+    *resource_routes("members", "user", teams.MemberViewSet, "member"),
+    *resource_routes("projects", "project", teams.ProjectViewSet, "project"),
+    *resource_routes("projects/<str:project>/grants", "grant", teams.GrantViewSet, "grant", READ_DELETE),
+    *resource_routes("groups", "group", teams.GroupViewSet, "group"),
+    *resource_routes("service-accounts", "service_account", teams.ServiceAccountViewSet, "service-account"),
+    *resource_routes("tokens", "token", TokenViewSet, "token", READ_DELETE),
+    *action_routes("tokens/<str:token>", TokenViewSet, "token", {"post": ("revoke",)}),
+    *resource_routes("apps", "app", deployments.AppViewSet, "app"),
+    *action_routes(
+        APP,
+        deployments.AppViewSet,
+        "app",
+        {"post": ("scale", "restart", "stop", "start", "rollback"), "get": ("logs",)},
     ),
-    path("transfer/", teams.TeamViewSet.as_view({"post": "transfer"}), name="team-transfer"),
-    path("leave/", teams.TeamViewSet.as_view({"post": "leave"}), name="team-leave"),
-    path("members/", teams.MemberViewSet.as_view(LIST), name="member-list"),
-    path("members/<str:user>/", teams.MemberViewSet.as_view(DETAIL), name="member-detail"),
-    path("projects/", teams.ProjectViewSet.as_view(LIST), name="project-list"),
-    path("projects/<str:project>/", teams.ProjectViewSet.as_view(DETAIL), name="project-detail"),
-    path("projects/<str:project>/grants/", teams.GrantViewSet.as_view(LIST), name="grant-list"),
-    path(
-        "projects/<str:project>/grants/<str:grant>/",
-        teams.GrantViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
-        name="grant-detail",
+    *resource_routes(
+        f"{APP}/deployments", "deployment", deployments.DeploymentViewSet, "deployment", {"get": "retrieve"}
     ),
-    path("groups/", teams.GroupViewSet.as_view(LIST), name="group-list"),
-    path("groups/<str:group>/", teams.GroupViewSet.as_view(DETAIL), name="group-detail"),
-    path("service-accounts/", teams.ServiceAccountViewSet.as_view(LIST), name="service-account-list"),
-    path(
-        "service-accounts/<str:service_account>/",
-        teams.ServiceAccountViewSet.as_view(DETAIL),
-        name="service-account-detail",
+    *action_routes(
+        f"{APP}/deployments/<str:deployment>", deployments.DeploymentViewSet, "deployment", {"get": ("events",)}
     ),
-    path("tokens/", TokenViewSet.as_view(LIST), name="token-list"),
-    path(
-        "tokens/<str:token>/",
-        TokenViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
-        name="token-detail",
-    ),
-    path("tokens/<str:token>/revoke/", TokenViewSet.as_view({"post": "revoke"}), name="token-revoke"),
-    path("apps/", deployments.AppViewSet.as_view(LIST), name="app-list"),
-    path("apps/<str:app>/", deployments.AppViewSet.as_view(DETAIL), name="app-detail"),
-    *[
-        path(f"apps/<str:app>/{verb}/", deployments.AppViewSet.as_view({"post": verb}), name=f"app-{verb}")
-        for verb in ("scale", "restart", "stop", "start", "rollback")
-    ],
-    path("apps/<str:app>/logs/", deployments.AppViewSet.as_view({"get": "logs"}), name="app-logs"),
-    path("apps/<str:app>/deployments/", deployments.DeploymentViewSet.as_view(LIST), name="deployment-list"),
-    path(
-        "apps/<str:app>/deployments/<str:deployment>/",
-        deployments.DeploymentViewSet.as_view({"get": "retrieve"}),
-        name="deployment-detail",
-    ),
-    path(
-        "apps/<str:app>/deployments/<str:deployment>/events/",
-        deployments.DeploymentViewSet.as_view({"get": "events"}),
-        name="deployment-events",
-    ),
-    path("apps/<str:app>/grants/", deployments.AppGrantViewSet.as_view(LIST), name="app-grant-list"),
-    path(
-        "apps/<str:app>/grants/<str:grant>/",
-        deployments.AppGrantViewSet.as_view({"get": "retrieve", "delete": "destroy"}),
-        name="app-grant-detail",
-    ),
+    *resource_routes(f"{APP}/grants", "grant", deployments.AppGrantViewSet, "app-grant", READ_DELETE),
     *variable_routes("", "team"),
     *variable_routes("projects/<str:project>/", "project"),
-    *variable_routes("apps/<str:app>/", "app"),
-    path("cron-jobs/", cron.CronJobViewSet.as_view(LIST), name="cron-job-list"),
-    path("cron-jobs/<str:cron_job>/", cron.CronJobViewSet.as_view(DETAIL), name="cron-job-detail"),
-    *[
-        path(f"cron-jobs/<str:cron_job>/{verb}/", cron.CronJobViewSet.as_view({"post": verb}), name=f"cron-job-{verb}")
-        for verb in ("run", "suspend", "resume")
-    ],
-    path("cron-jobs/<str:cron_job>/runs/", cron.CronRunViewSet.as_view({"get": "list"}), name="cron-run-list"),
-    path(
-        "cron-jobs/<str:cron_job>/runs/<str:run>/",
-        cron.CronRunViewSet.as_view({"get": "retrieve"}),
-        name="cron-run-detail",
-    ),
-    path(
-        "cron-jobs/<str:cron_job>/runs/<str:run>/logs/",
-        cron.CronRunViewSet.as_view({"get": "logs"}),
-        name="cron-run-logs",
-    ),
-    path("notification-channels/", alerts.NotificationChannelViewSet.as_view(LIST), name="channel-list"),
-    path(
-        "notification-channels/<str:channel>/", alerts.NotificationChannelViewSet.as_view(DETAIL), name="channel-detail"
-    ),
-    path(
-        "notification-channels/<str:channel>/test/",
-        alerts.NotificationChannelViewSet.as_view({"post": "test"}),
-        name="channel-test",
-    ),
-    path(
-        "notification-channels/<str:channel>/deliveries/",
-        alerts.DeliveryViewSet.as_view({"get": "list"}),
-        name="channel-delivery-list",
-    ),
+    *variable_routes(f"{APP}/", "app"),
+    *resource_routes("cron-jobs", "cron_job", cron.CronJobViewSet, "cron-job"),
+    *action_routes(CRON_JOB, cron.CronJobViewSet, "cron-job", {"post": ("run", "suspend", "resume")}),
+    path(f"{CRON_JOB}/runs/", cron.CronRunViewSet.as_view({"get": "list"}), name="cron-run-list"),
+    path(f"{CRON_JOB}/runs/<str:run>/", cron.CronRunViewSet.as_view({"get": "retrieve"}), name="cron-run-detail"),
+    *action_routes(f"{CRON_JOB}/runs/<str:run>", cron.CronRunViewSet, "cron-run", {"get": ("logs",)}),
+    *resource_routes("notification-channels", "channel", alerts.NotificationChannelViewSet, "channel"),
+    *action_routes(CHANNEL, alerts.NotificationChannelViewSet, "channel", {"post": ("test",)}),
+    path(f"{CHANNEL}/deliveries/", alerts.DeliveryViewSet.as_view({"get": "list"}), name="channel-delivery-list"),
     path("events/", PlatformEventViewSet.as_view({"get": "list"}), name="platform-event-list"),
     path("audit-events/", AuditEventViewSet.as_view({"get": "list"}), name="audit-event-list"),
 ]

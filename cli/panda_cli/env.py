@@ -604,50 +604,17 @@ def secrets_set(
     )
 
 
-@secrets_app.command("unset")
-@reports_errors
-def secrets_unset(
-    names: NamesArgument,
-    no_restart: NoRestartOption = False,
-    app: EnvAppOption = None,
-    project: ProjectOption = None,
-    level: LevelOption = None,
-    team: TeamOption = None,
-    json_: JsonOption = False,
-) -> None:
-    """Remove secrets. Live apps that had them are redeployed unless --no-restart."""
-    scope = Scope.choose(app=app, project=project, level=level)
-    unset_variables(scope, team=team, names=names, restart=not no_restart, json_=json_)
-
-
-@secrets_app.command("reveal")
-@reports_errors
-def secrets_reveal(
-    name: NameArgument,
-    app: EnvAppOption = None,
-    project: ProjectOption = None,
-    level: LevelOption = None,
-    team: TeamOption = None,
-    json_: JsonOption = False,
-) -> None:
-    """Print one secret's value to stdout and nothing else: `$(panda secrets reveal DB_PASSWORD --app web)`.
-
-    Needs the reveal permission and a token with the secrets scope, and is audited.
-    """
-    scope = Scope.choose(app=app, project=project, level=level)
-    reveal_variable(scope, team=team, name=name, json_=json_)
-
-
-@secrets_app.command("versions")
-@reports_errors
-def secrets_versions(
-    name: NameArgument,
-    app: EnvAppOption = None,
-    project: ProjectOption = None,
-    level: LevelOption = None,
-    team: TeamOption = None,
-    json_: JsonOption = False,
-) -> None:
-    """List a secret's versions: who changed it and when (never the values)."""
-    scope = Scope.choose(app=app, project=project, level=level)
-    variable_versions(scope, team=team, name=name, json_=json_)
+# The same commands as `panda env`, with help that speaks of secrets.
+secrets_app.command("unset", help="Remove secrets. Live apps that had them are redeployed unless --no-restart.")(
+    env_unset
+)
+secrets_app.command(
+    "reveal",
+    help=(
+        "Print one secret's value to stdout and nothing else: `$(panda secrets reveal DB_PASSWORD --app web)`.\n\n"
+        "Needs the reveal permission and a token with the secrets scope, and is audited."
+    ),
+)(env_reveal)
+secrets_app.command("versions", help="List a secret's versions: who changed it and when (never the values).")(
+    env_versions
+)
