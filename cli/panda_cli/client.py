@@ -100,6 +100,9 @@ class Client:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("POST", path, json=body)
 
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("PATCH", path, json=body)
+
     def delete(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self.request("DELETE", path, json=body)
 

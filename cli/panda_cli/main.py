@@ -1,7 +1,8 @@
 """The `panda` command: log in, inspect apps, deploy images and watch them go live, roll back,
 scale and read logs, all through the PandaStack REST API. Variables and secrets (`panda env`,
-`panda secrets`) live in `panda_cli.env`, cron jobs (`panda cron`) in `panda_cli.cron`; what every
-command shares, in `panda_cli.session`.
+`panda secrets`) live in `panda_cli.env`, cron jobs (`panda cron`) in `panda_cli.cron`, monitoring in
+`panda_cli.metrics` (`panda metrics`), `panda_cli.alerts` (`panda alerts`) and `panda_cli.incidents`
+(`panda incidents`); what every command shares, in `panda_cli.session`.
 
 Exit codes: 0 success, 1 API error or API unreachable, 2 usage, 3 deploy (or awaited cron run) failed
 or timed out, 4 not authenticated. Messages go to stderr, data to stdout; `--json` prints the API's JSON.
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from panda_cli import __version__, client, config, cron, env, output
+from panda_cli import __version__, alerts, client, config, cron, env, incidents, metrics, output
 from panda_cli.client import Backoff, Client, team_path
 from panda_cli.errors import ApiError, ApiUnreachable, CliError, DeployNotLive, UsageProblem
 from panda_cli.session import JsonOption, Session, TeamOption, reports_errors, slug
@@ -35,6 +36,8 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(env.env_app, name="env")
 app.add_typer(env.secrets_app, name="secrets")
 app.add_typer(cron.cron_app, name="cron")
+app.add_typer(alerts.alerts_app, name="alerts")
+app.add_typer(incidents.incidents_app, name="incidents")
 
 LIVE = "live"
 NOT_LIVE_ENDS = {
@@ -521,3 +524,9 @@ def scale(
     output.success(
         f"Scaling {app_name} to {replicas} replica{'s' if replicas != 1 else ''} ({app_data.get('status')})."
     )
+
+
+# -- monitoring --------------------------------------------------------------------------------
+
+# Defined in panda_cli.metrics; registered here, last, so that it lists after `scale` in --help.
+app.command("metrics")(metrics.metrics)
