@@ -5,6 +5,7 @@ from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.api.errors import error_body
+from apps.monitoring.prometheus import metrics_view
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -28,4 +29,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="prometheus-metrics"),
 ]

@@ -22,6 +22,7 @@ from django.utils import timezone
 from apps.deployments.models import IN_PROGRESS, App, Container, Deployment, DeploymentEvent, DeploymentStatus
 from apps.events.models import Severity
 from apps.events.services import event_emit
+from apps.monitoring.services import record
 from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, DockerEngine, Engine, EngineError
 from apps.runtime.router import Backend, HAProxyRouter, Router, RouterError, Server
 from apps.secrets.crypto import DecryptionFailed
@@ -211,6 +212,14 @@ def _deploy(deployment: Deployment) -> None:
             Deployment.objects.filter(pk=previous.pk).update(status=replaced)
         App.objects.filter(pk=app.pk).update(live_deployment=deployment)
         set_status(deployment, DeploymentStatus.LIVE, f"Live at {app_url(app)}", finished_at=timezone.now())
+        verb = "rolled back to" if deployment.rollback_of_id else "deployed"
+        event_emit(
+            team=deployment.team,
+            kind="deployment.succeeded",
+            subject=app,
+            message=f"{app.name}: {verb} #{deployment.number} ({deployment.image})",
+            data={"deployment": deployment.number, "image": deployment.image},
+        )
 
 
 def _health_description(config: dict) -> str:
@@ -383,6 +392,7 @@ def converge_app(app_id: int) -> None:
                         severity=Severity.ERROR,
                         data={"replica": container.replica, "exit_code": info.exit_code if info else None},
                     )
+                    record(app_id=app.pk, team_id=app.team_id, restarts=1)
                 _remove_container(container)
         present = set(Container.objects.filter(deployment=live).values_list("replica", flat=True))
         fresh = [_start_container(live, replica) for replica in sorted(wanted - present)]

@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,6 +79,15 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class ContainerStats:
+    """A point-in-time reading of a running container's resources."""
+
+    cpu_ns: int  # CPU time used since the container started (nanoseconds; deltas give CPU use)
+    memory_bytes: int  # memory in use, without the reclaimable page cache
+    read_at: float  # time.monotonic() when read
+
+
+@dataclass(frozen=True)
 class LogLine:
     at: datetime | None  # the engine's timestamp of the line
     text: str  # without the trailing newline
@@ -114,6 +124,8 @@ class Engine(Protocol):
     ) -> Iterator[tuple[str, LogLine]]: ...
 
     def connect(self, network: str, name_or_id: str) -> None: ...
+
+    def stats(self, name_or_id: str) -> ContainerStats | None: ...
 
 
 class DockerEngine:
@@ -399,6 +411,26 @@ class DockerEngine:
                 return _info(self.client.containers.get(name_or_id).attrs)
             except docker.errors.NotFound:
                 return None
+
+    def stats(self, name_or_id: str) -> ContainerStats | None:
+        """CPU time and memory of a running container (one reading, without the engine's own
+        one-second wait for a second sample); None if it does not exist or does not run."""
+        with self._errors(f"reading stats of container {name_or_id}"):
+            try:
+                raw = self.client.api.stats(name_or_id, stream=False, one_shot=True)
+            except docker.errors.NotFound:
+                return None
+        read_at = time.monotonic()
+        cpu = (raw.get("cpu_stats") or {}).get("cpu_usage") or {}
+        memory = raw.get("memory_stats") or {}
+        if "total_usage" not in cpu or "usage" not in memory:
+            return None  # not running: the engine answers with empty sections
+        details = memory.get("stats") or {}
+        # cgroup v2 names the reclaimable page cache inactive_file, v1 total_inactive_file (as `docker stats`).
+        cache = details.get("inactive_file", details.get("total_inactive_file", 0))
+        return ContainerStats(
+            cpu_ns=int(cpu["total_usage"]), memory_bytes=max(0, int(memory["usage"]) - int(cache)), read_at=read_at
+        )
 
     def list(self, labels: Mapping[str, str | None]) -> list[ContainerInfo]:
         """Containers in every state carrying all of ``labels`` (a None value: the label is present

@@ -24,6 +24,11 @@ serialises changes between them. The state directory holds::
     haproxy.log   what haproxy printed when it was started
     server-state  written just before a reload so that drain/maint states survive it
 
+HAProxy sends its access log as UDP datagrams to 127.0.0.1:<access_log_port>, one per request
+("<backend> <status> <active ms>", ``ACCESS_LOG_FORMAT``), for the monitor to read; nobody listening
+is fine (HAProxy drops the lines). UDP rather than a UNIX datagram socket: the kernel queues only a
+few datagrams on the latter (net.unix.max_dgram_qlen), and bursts would be lost.
+
 Run-time commands go through the master socket with the ``@1`` prefix, which addresses the current
 worker only: right after a reload an old worker may still accept on ``admin.sock`` for a moment,
 and a server added there would vanish with it.
@@ -49,7 +54,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Backend", "HAProxyRouter", "Router", "RouterError", "RouterUnavailable", "Server", "ServerState"]
+__all__ = [
+    "Backend", "BackendCounters", "HAProxyRouter", "Router", "RouterError", "RouterUnavailable", "Server",
+    "ServerState",
+]  # fmt: skip
 
 
 class RouterError(Exception):
@@ -92,6 +100,16 @@ class ServerState:
     weight: int = 100  # the weight in effect now (set_weight changes it)
 
 
+@dataclass(frozen=True)
+class BackendCounters:
+    """A backend's request counters as the running worker counts them."""
+
+    requests: int
+    responses_4xx: int
+    responses_5xx: int
+    current_sessions: int
+
+
 class Router(Protocol):
     """What deploys and the reconciler need from a router; a second router implements the same."""
 
@@ -103,6 +121,7 @@ class Router(Protocol):
     def remove_server(self, backend: str, server: str, *, drain_timeout: float = 10.0) -> None: ...
     def set_weight(self, backend: str, server: str, weight: int) -> None: ...
     def servers(self, backend: str) -> list[ServerState]: ...
+    def backend_counters(self) -> dict[str, BackendCounters]: ...
     def stop(self) -> None: ...
 
 
@@ -119,6 +138,10 @@ _MAX_SOCKET_PATH = 90
 _FRONTEND = "ps.http"
 _METRICS_FRONTEND = "ps.metrics"
 _NO_APP = "ps.no_app"
+# One access-log line per request: backend, HTTP status, active time in ms (request received ->
+# response sent, without client idle time). Our own health checks are not logged.
+ACCESS_LOG_FORMAT = "%b %ST %Ta"
+HEALTH_CHECK_USER_AGENT = "PandaStack-Health/1"
 
 
 def _check_name(kind: str, value: str) -> None:
@@ -348,6 +371,7 @@ class HAProxyRouter:
         bind_address: str = "127.0.0.1",
         haproxy_bin: str = "haproxy",
         metrics_port: int | None = None,
+        access_log_port: int | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.http_port = http_port
@@ -364,6 +388,8 @@ class HAProxyRouter:
         self.log_path = self.state_dir / "haproxy.log"
         self.server_state_path = self.state_dir / "server-state"
         self.lock_path = self.state_dir / "router.lock"
+        # Optional: where the access log goes (UDP on 127.0.0.1); None sends none.
+        self.access_log_port = access_log_port
         if len(str(self.master_sock)) > _MAX_SOCKET_PATH:
             raise RouterError(f"router state directory path too long for UNIX sockets: {self.state_dir}")
 
@@ -373,12 +399,14 @@ class HAProxyRouter:
         from django.conf import settings  # here: the driver itself does not need Django
 
         metrics_port = getattr(settings, "PANDASTACK_ROUTER_METRICS_PORT", None)
+        access_log_port = getattr(settings, "PANDASTACK_ROUTER_ACCESS_LOG_PORT", None)
         return cls(
             state_dir=Path(str(getattr(settings, "PANDASTACK_ROUTER_DIR", "var/router"))),
             http_port=int(getattr(settings, "PANDASTACK_ROUTER_HTTP_PORT", 8080)),
             bind_address=str(getattr(settings, "PANDASTACK_ROUTER_BIND", "127.0.0.1")),
             haproxy_bin=str(getattr(settings, "PANDASTACK_HAPROXY_BIN", "haproxy")),
             metrics_port=int(metrics_port) if metrics_port else None,
+            access_log_port=int(access_log_port) if access_log_port else None,
         )
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -535,6 +563,28 @@ class HAProxyRouter:
             for name, row in rows.items()
         ]
 
+    def backend_counters(self) -> dict[str, BackendCounters]:
+        """Each app backend's counters since the current worker started (a reload starts them
+        again from zero, as Prometheus counters may)."""
+        reply = self._command("show stat -1 2 -1", ok=_says("# pxname"), read=True)
+        rows = csv.DictReader(reply.lstrip("# ").splitlines())
+        counters = {}
+        for row in rows:
+            name = row.get("pxname", "")
+            if row.get("svname") != "BACKEND" or not _NAME_RE.fullmatch(name):
+                continue  # our own proxies ("ps.*") carry a "." and are not apps
+
+            def number(column: str, row: dict[str, str] = row) -> int:
+                return int(row.get(column) or 0)
+
+            counters[name] = BackendCounters(
+                requests=number("req_tot"),
+                responses_4xx=number("hrsp_4xx"),
+                responses_5xx=number("hrsp_5xx"),
+                current_sessions=number("scur"),
+            )
+        return counters
+
     # --- rendering ----------------------------------------------------------------------------------
     def _render_config(self, backends: Sequence[Backend], *, map_path: Path) -> str:
         bind = _hostport(self.bind_address, self.http_port)
@@ -544,6 +594,7 @@ class HAProxyRouter:
             f"    stats socket {self.admin_sock} mode 600 level admin expose-fd listeners",
             "    stats timeout 30s",
             f"    server-state-file {self.server_state_path}",
+            *([f"    log 127.0.0.1:{self.access_log_port} format raw local0 info"] if self.access_log_port else []),
             # After a reload the old worker closes idle keep-alive connections at once and finishes
             # the requests in flight. (2.6's "close-spread-time infinite" would avoid the rare
             # close-while-the-client-sends race, but then the old worker keeps serving busy
@@ -571,6 +622,10 @@ class HAProxyRouter:
             "",
             f"frontend {_FRONTEND}",
             f"    bind {bind}",
+            "    log global",
+            "    option dontlognull",
+            f'    log-format "{ACCESS_LOG_FORMAT}"',
+            f'    http-request set-log-level silent if {{ req.hdr(user-agent) -m str "{HEALTH_CHECK_USER_AGENT}" }}',
             "    # Replaying a request whose answer never came is safe only for methods without effects.",
             "    http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS",
             f"    use_backend %[req.hdr(host),lower,field(1,:),map({map_path})]",

@@ -36,6 +36,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @dataclass
 class Platform:
     router_port: int
@@ -48,24 +54,31 @@ class Platform:
 
 
 class WorkerProcess:
-    """`celery worker` in a subprocess with the test settings and the test database."""
+    """A platform process (by default `celery worker`) in a subprocess with the test settings and
+    the test database; it counts as started once `ready` appears in its output."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, argv: list[str] | None = None, ready: bytes = b"ready."
+    ) -> None:
         self.env = env
         self.log_path = log_path
+        self.argv = argv or [
+            sys.executable, "-m", "celery", "-A", "pandastack", "worker", "-l", "info", "--concurrency", "1",
+            "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h",
+        ]  # fmt: skip
+        self.ready = ready
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
+        start = self.log_path.stat().st_size
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "pandastack", "worker", "-l", "info", "--concurrency", "1",
-             "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"e2e-{uuid.uuid4().hex[:6]}@%h"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + 30
-        while b"ready." not in self.log_path.read_bytes():
+        while self.ready not in self.log_path.read_bytes()[start:]:
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the Celery worker did not start:\n{self.log_tail()}")
+                raise RuntimeError(f"{' '.join(self.argv[:4])} did not start:\n{self.log_tail()}")
             time.sleep(0.1)
 
     def kill(self) -> None:
@@ -97,6 +110,7 @@ def platform_settings(django_db_setup, django_db_blocker, tmp_path_factory) -> I
         "PANDASTACK_ROUTER_DIR": router_dir,
         "PANDASTACK_ROUTER_HTTP_PORT": free_port(),
         "PANDASTACK_ROUTER_BIND": "127.0.0.1",
+        "PANDASTACK_ROUTER_ACCESS_LOG_PORT": free_udp_port(),
         "PANDASTACK_EXTRA_LABELS": {TEST_RUN_LABEL: run_id},
         "PANDASTACK_STALE_DEPLOYMENT_SECONDS": 3.0,
     }
@@ -116,6 +130,7 @@ def platform_settings(django_db_setup, django_db_blocker, tmp_path_factory) -> I
         "PANDASTACK_ROUTER_DIR": str(router_dir),
         "PANDASTACK_ROUTER_HTTP_PORT": str(values["PANDASTACK_ROUTER_HTTP_PORT"]),
         "PANDASTACK_ROUTER_BIND": "127.0.0.1",
+        "PANDASTACK_ROUTER_ACCESS_LOG_PORT": str(values["PANDASTACK_ROUTER_ACCESS_LOG_PORT"]),
         "PANDASTACK_EXTRA_LABELS": f"{TEST_RUN_LABEL}={run_id}",
         "PANDASTACK_HEALTH_TIMEOUT": str(settings.PANDASTACK_HEALTH_TIMEOUT),
         "PANDASTACK_DRAIN_TIMEOUT": str(settings.PANDASTACK_DRAIN_TIMEOUT),
@@ -138,6 +153,37 @@ def worker(platform_settings, tmp_path_factory) -> Iterator[WorkerProcess]:
     process.start()
     yield process
     process.stop()
+
+
+# Fast rounds, so that tests see metrics, health changes and alerts within a second or two.
+MONITOR_ENV = {
+    "PANDASTACK_METRICS_FLUSH_SECONDS": "0.3",
+    "PANDASTACK_STATS_INTERVAL": "1",
+    "PANDASTACK_HEALTH_CHECK_INTERVAL": "0.5",
+    "PANDASTACK_HEALTH_CHECK_TIMEOUT": "2",
+    "PANDASTACK_ALERT_EVALUATION_INTERVAL": "0.5",
+}
+
+
+@pytest.fixture(scope="session")
+def monitor_process(platform_settings, tmp_path_factory) -> Iterator[WorkerProcess]:
+    """`manage.py run_monitor` for the whole session (started by the first test that asks)."""
+    process = WorkerProcess(
+        {**platform_settings["env"], **MONITOR_ENV},
+        tmp_path_factory.mktemp("monitor") / "monitor.log",
+        argv=[sys.executable, "manage.py", "run_monitor"],
+        ready=b"monitor: collecting",
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def monitor(platform, monitor_process) -> WorkerProcess:
+    if monitor_process.process is None or monitor_process.process.poll() is not None:
+        monitor_process.start()
+    return monitor_process
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ The images:
 - web: prints ``starting <version> on port $PORT``, serves ``/`` (``<version> <hostname>``, the
   hostname being the container id, so tests can tell replicas apart) and ``/healthz`` with
   ``httpd -f -v`` on ``$PORT`` (default 8080); httpd logs each request on stderr. It exits 0 at once
-  on SIGTERM, printing ``stopping <version>``.
+  on SIGTERM, printing ``stopping <version>``. CGI scripts for monitoring tests: ``/cgi-bin/fail``
+  answers 500; ``/cgi-bin/health`` answers 200 ``ok``, or 503 after ``/cgi-bin/down`` until
+  ``/cgi-bin/up`` (per container).
 - broken: prints two lines on stderr and exits 1 — it never passes a health check.
 - slow: like web, but listens only after ``$SLOW_START_SECONDS`` seconds (default 5).
 """
@@ -50,6 +52,27 @@ trap 'echo "stopping {version}"; [ -n "$pid" ] && kill -TERM $pid; exit 0' TERM 
 mkdir -p /www
 echo "{version} $(hostname)" > /www/index.html
 echo ok > /www/healthz
+mkdir -p /www/cgi-bin /tmp
+cat > /www/cgi-bin/fail <<'CGI'
+#!/bin/sh
+printf 'Status: 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\nboom\\n'
+CGI
+cat > /www/cgi-bin/health <<'CGI'
+#!/bin/sh
+if [ -e /tmp/down ]; then printf 'Status: 503 Unavailable\\r\\n\\r\\ndown\\n'; exit 0; fi
+printf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'
+CGI
+cat > /www/cgi-bin/down <<'CGI'
+#!/bin/sh
+touch /tmp/down
+printf 'Content-Type: text/plain\\r\\n\\r\\ndown\\n'
+CGI
+cat > /www/cgi-bin/up <<'CGI'
+#!/bin/sh
+rm -f /tmp/down
+printf 'Content-Type: text/plain\\r\\n\\r\\nup\\n'
+CGI
+chmod 755 /www/cgi-bin/*
 httpd -f -v -p "$PORT" -h /www &
 pid=$!
 wait $pid

@@ -1,0 +1,185 @@
+"""Reading metrics: the aggregate of a window (alert rules, summaries) and time series (the API)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Max, Sum
+from django.utils import timezone
+
+from apps.monitoring.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, AppHealth, HealthStatus, MetricBucket, Resolution
+
+ADDITIVE_FIELDS: tuple[str, ...] = (
+    "requests", "responses_4xx", "responses_5xx", "latency_ms_sum", *LATENCY_FIELDS, "cpu_percent_sum",
+    "memory_bytes_sum", "resource_samples", "restarts", "health_checks", "health_failures",
+)  # fmt: skip
+MAX_FIELDS: tuple[str, ...] = ("memory_bytes_max",)
+
+
+def retention(resolution: int) -> timedelta:
+    """How long buckets of a resolution are kept (settings.PANDASTACK_METRICS_RETENTION, in seconds)."""
+    return timedelta(seconds=settings.PANDASTACK_METRICS_RETENTION[int(resolution)])
+
+
+def bucket_start(at: datetime, resolution: int) -> datetime:
+    """The start of the bucket of width `resolution` seconds holding `at` (aligned on the epoch)."""
+    epoch = int(at.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % resolution, tz=at.tzinfo or timezone.get_current_timezone())
+
+
+def percentile(histogram: Sequence[int], q: float) -> float | None:
+    """Estimate the q-quantile (0 < q < 1) in milliseconds from the latency histogram's counts (one
+    per LATENCY_FIELDS column): linear interpolation inside the bucket holding it, as Prometheus's
+    histogram_quantile does. Requests over the last bound count as the last bound. None when empty."""
+    total = sum(histogram)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    lower = 0.0
+    for count, upper in zip(histogram, (*LATENCY_BOUNDS_MS, LATENCY_BOUNDS_MS[-1]), strict=True):
+        if count and seen + count >= rank:
+            return round(lower + (upper - lower) * (rank - seen) / count, 3)
+        seen += count
+        lower = float(upper)
+    return float(LATENCY_BOUNDS_MS[-1])
+
+
+@dataclass
+class Totals:
+    """The sums (and maximum) of a set of buckets, with the figures people and rules ask for."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    memory_bytes_max: int = 0
+
+    def __getattr__(self, name: str) -> float:
+        try:
+            return self.__dict__["sums"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def histogram(self) -> list[int]:
+        return [int(self.sums.get(f, 0)) for f in LATENCY_FIELDS]
+
+    @property
+    def error_rate(self) -> float | None:
+        """5xx responses as a percentage of requests; None without requests."""
+        requests = self.sums.get("requests", 0)
+        return round(100.0 * self.sums.get("responses_5xx", 0) / requests, 3) if requests else None
+
+    def latency(self, q: float) -> float | None:
+        return percentile(self.histogram, q)
+
+    @property
+    def latency_avg_ms(self) -> float | None:
+        requests = self.sums.get("requests", 0)
+        return round(self.sums.get("latency_ms_sum", 0) / requests, 3) if requests else None
+
+    @property
+    def cpu_percent(self) -> float | None:
+        samples = self.sums.get("resource_samples", 0)
+        return round(self.sums.get("cpu_percent_sum", 0.0) / samples, 3) if samples else None
+
+    @property
+    def memory_mb(self) -> float | None:
+        return round(self.memory_bytes_max / 2**20, 3) if self.sums.get("resource_samples", 0) else None
+
+    @property
+    def uptime_percent(self) -> float | None:
+        checks = self.sums.get("health_checks", 0)
+        return round(100.0 * (checks - self.sums.get("health_failures", 0)) / checks, 3) if checks else None
+
+    def summary(self) -> dict[str, float | int | None]:
+        """The figures shown for a window (API `summary`, CLI)."""
+        return {
+            "requests": int(self.sums.get("requests", 0)),
+            "responses_4xx": int(self.sums.get("responses_4xx", 0)),
+            "responses_5xx": int(self.sums.get("responses_5xx", 0)),
+            "error_rate": self.error_rate,
+            "latency_avg_ms": self.latency_avg_ms,
+            "latency_p50_ms": self.latency(0.5),
+            "latency_p95_ms": self.latency(0.95),
+            "latency_p99_ms": self.latency(0.99),
+            "cpu_percent": self.cpu_percent,
+            "memory_mb": self.memory_mb,
+            "restarts": int(self.sums.get("restarts", 0)),
+            "health_checks": int(self.sums.get("health_checks", 0)),
+            "uptime_percent": self.uptime_percent,
+        }
+
+
+def totals(buckets: Iterable[MetricBucket]) -> Totals:
+    """Add up buckets already fetched."""
+    result = Totals(sums=dict.fromkeys(ADDITIVE_FIELDS, 0))
+    for bucket in buckets:
+        for name in ADDITIVE_FIELDS:
+            result.sums[name] += getattr(bucket, name)
+        result.memory_bytes_max = max(result.memory_bytes_max, bucket.memory_bytes_max)
+    return result
+
+
+def window_totals(app_id: int, *, since: datetime, until: datetime | None = None) -> Totals:
+    """One app's totals over the raw buckets that start in [since, until) — what alert rules
+    evaluate. One query."""
+    query = MetricBucket.objects.filter(app_id=app_id, resolution=Resolution.RAW, start__gte=since)
+    if until is not None:
+        query = query.filter(start__lt=until)
+    row = query.aggregate(**{f: Sum(f) for f in ADDITIVE_FIELDS}, memory_bytes_max=Max("memory_bytes_max"))
+    memory = row.pop("memory_bytes_max") or 0
+    return Totals(sums={k: v or 0 for k, v in row.items()}, memory_bytes_max=int(memory))
+
+
+def health_up(app_id: int) -> float | None:
+    """1.0 when the app's last health checks passed, 0.0 when it is down, None when unknown."""
+    status = AppHealth.objects.filter(app_id=app_id).values_list("status", flat=True).first()
+    return {HealthStatus.UP: 1.0, HealthStatus.DOWN: 0.0}.get(status)
+
+
+# --- time series ------------------------------------------------------------------------------------
+SERIES = (
+    "requests", "responses_4xx", "responses_5xx", "error_rate", "latency_p50_ms", "latency_p95_ms",
+    "latency_p99_ms", "cpu_percent", "memory_mb", "restarts", "uptime_percent",
+)  # fmt: skip
+MAX_POINTS = 1000
+
+
+def resolution_for(start: datetime, step: int, now: datetime | None = None) -> int:
+    """The finest resolution that divides the step and still holds data as old as `start`."""
+    now = now or timezone.now()
+    for resolution in sorted(Resolution.values):
+        if step % resolution == 0 and now - retention(resolution) <= start:
+            return resolution
+    return max(Resolution.values)
+
+
+def series(app_id: int, *, start: datetime, end: datetime, step: int, now: datetime | None = None) -> dict[str, object]:
+    """Time series of every figure in SERIES for one app, one point per `step` seconds from the
+    bucket holding `start` to the one holding `end`; a point without data is None (counts are 0).
+    The caller validates that step divides by 10 and that the range has at most MAX_POINTS points."""
+    resolution = resolution_for(start, step, now)
+    first = bucket_start(start, step)
+    rows = MetricBucket.objects.filter(app_id=app_id, resolution=resolution, start__gte=first, start__lte=end).order_by(
+        "start"
+    )
+    grouped: dict[datetime, list[MetricBucket]] = {}
+    for bucket in rows:
+        grouped.setdefault(bucket_start(bucket.start, step), []).append(bucket)
+    points = math.floor((end - first).total_seconds() / step) + 1
+    timestamps = [first + timedelta(seconds=i * step) for i in range(points)]
+    out: dict[str, list[float | int | None]] = {name: [] for name in SERIES}
+    for at in timestamps:
+        summary = totals(grouped.get(at, ())).summary()
+        for name in SERIES:
+            out[name].append(summary[name])
+    overall = totals(bucket for at in timestamps for bucket in grouped.get(at, ()))
+    return {
+        "resolution": resolution,
+        "timestamps": timestamps,
+        "series": out,
+        "summary": overall.summary(),
+    }
