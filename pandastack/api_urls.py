@@ -8,6 +8,7 @@ from apps.audit.api.views import AuditEventViewSet
 from apps.cron.api import views as cron
 from apps.deployments.api import views as deployments
 from apps.events.api.views import PlatformEventViewSet
+from apps.monitoring.api.views import AppMetricsViewSet
 from apps.secrets.api.views import VariableViewSet
 from apps.teams.api import views as teams
 from apps.tokens.api.views import TokenViewSet
@@ -59,6 +60,7 @@ READ_DELETE = {"get": "retrieve", "delete": "destroy"}
 APP = "apps/<str:app>"
 CRON_JOB = "cron-jobs/<str:cron_job>"
 CHANNEL = "notification-channels/<str:channel>"
+INCIDENT = "incidents/<str:incident>"
 
 team_routes = [
     path("", teams.TeamViewSet.as_view(DETAIL), name="team-detail"),
@@ -84,6 +86,7 @@ team_routes = [
         f"{APP}/deployments/<str:deployment>", deployments.DeploymentViewSet, "deployment", {"get": ("events",)}
     ),
     *resource_routes(f"{APP}/grants", "grant", deployments.AppGrantViewSet, "app-grant", READ_DELETE),
+    path(f"{APP}/metrics/", AppMetricsViewSet.as_view({"get": "retrieve"}), name="app-metrics"),
     *variable_routes("", "team"),
     *variable_routes("projects/<str:project>/", "project"),
     *variable_routes(f"{APP}/", "app"),
@@ -95,6 +98,17 @@ team_routes = [
     *resource_routes("notification-channels", "channel", alerts.NotificationChannelViewSet, "channel"),
     *action_routes(CHANNEL, alerts.NotificationChannelViewSet, "channel", {"post": ("test",)}),
     path(f"{CHANNEL}/deliveries/", alerts.DeliveryViewSet.as_view({"get": "list"}), name="channel-delivery-list"),
+    *resource_routes("alert-rules", "rule", alerts.AlertRuleViewSet, "alert-rule"),
+    # Incidents are opened by alert rules, never by hand: no POST on the list.
+    path("incidents/", alerts.IncidentViewSet.as_view({"get": "list"}), name="incident-list"),
+    path(
+        f"{INCIDENT}/",
+        alerts.IncidentViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+        name="incident-detail",
+    ),
+    *action_routes(
+        INCIDENT, alerts.IncidentViewSet, "incident", {"post": ("acknowledge", "resolve"), "get": ("timeline",)}
+    ),
     path("events/", PlatformEventViewSet.as_view({"get": "list"}), name="platform-event-list"),
     path("audit-events/", AuditEventViewSet.as_view({"get": "list"}), name="audit-event-list"),
 ]

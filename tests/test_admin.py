@@ -1,8 +1,10 @@
 """The operators' admin site: every screen opens, token hashes, variable values and webhook signing
 secrets never show, the suspend and revoke actions go through the services (and the audit log), the
-app actions are offered, and the audit log, deployments, cron runs, platform events and notification
-deliveries cannot be edited or added by hand."""
+app actions are offered, the alert rule and incident actions go through the services, and the audit
+log, deployments, cron runs, platform events, notification deliveries, alert rules and incidents
+cannot be edited or added by hand."""
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,10 +12,13 @@ from django.contrib import admin
 from django.db import models
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.alerts import services as alert_services
-from apps.alerts.models import Delivery, NotificationChannel
+from apps.alerts.evaluation import evaluate_rules
+from apps.alerts.models import AlertRule, Delivery, Incident, NotificationChannel
+from apps.alerts.rules import rule_create
 from apps.audit.models import AuditEvent
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
@@ -23,6 +28,7 @@ from apps.deployments import services as deployment_services
 from apps.deployments.models import App, Container, Deployment, DeploymentStatus
 from apps.events.models import PlatformEvent, Severity
 from apps.events.services import event_emit
+from apps.monitoring.services import record
 from apps.secrets import crypto
 from apps.secrets.models import Level, Variable
 from apps.secrets.services import Scope, variables_set
@@ -88,6 +94,12 @@ def everything(team_a: TeamWorld) -> TeamWorld:
     )
     assert raw_secret is not None
     alert_services.channel_test(ctx=ctx, channel=channel)
+    # An alert rule on the app's error rate, fired by a bad minute: incident #1 with its alert.
+    rule_create(ctx=ctx, name="errors", scope="app", app=app, metric="error_rate", threshold=5, channels=[channel])
+    now = timezone.now()
+    record(app_id=app.pk, team_id=app.team_id, at=now - timedelta(seconds=30), requests=10, responses_5xx=5)
+    evaluate_rules(now=now)
+    assert Incident.objects.filter(team=team_a.team).exists()
     return team_a
 
 
@@ -119,7 +131,7 @@ def test_token_admin_never_shows_the_token_hash(admin_client: Client, everything
 
 @pytest.mark.parametrize(
     "model",
-    [ApiToken, Deployment, Container, Variable, CronRun, PlatformEvent, Delivery],
+    [ApiToken, Deployment, Container, Variable, CronRun, PlatformEvent, Delivery, AlertRule, Incident],
     ids=lambda m: m._meta.label,
 )
 def test_rows_made_by_services_cannot_be_added_in_the_admin(
@@ -284,10 +296,51 @@ def test_audit_event_admin_is_read_only(admin_client: Client, team_a: TeamWorld)
 
 
 def test_platform_event_admin_cannot_change_an_event(admin_client: Client, everything: TeamWorld) -> None:
-    event = PlatformEvent.objects.get(team=everything.team)
+    event = PlatformEvent.objects.get(team=everything.team, kind="cron.run_failed")
     before = PlatformEvent.objects.values().get(pk=event.pk)
     change = admin_url(PlatformEvent, "change", event.pk)
     assert admin_client.get(change).status_code == 200  # viewable
     forged = {"kind": "cron.run_succeeded", "severity": "info", "message": "all good", "data": "{}"}
     assert admin_client.post(change, forged).status_code == 403
     assert PlatformEvent.objects.values().get(pk=event.pk) == before
+
+
+def test_alert_rule_admin_only_disables_through_the_service(
+    admin_client: Client, operator: User, everything: TeamWorld
+) -> None:
+    rule = AlertRule.objects.get(name="errors")
+    assert rule.state == "firing"
+    change = admin_url(AlertRule, "change", rule.pk)
+    admin_client.post(change, {"threshold": "99", "enabled": "", "state": "ok"})
+    rule.refresh_from_db()
+    assert (rule.threshold, rule.enabled, rule.state) == (5, True, "firing")  # nothing changes by hand
+
+    response = admin_client.post(
+        admin_url(AlertRule, "changelist"), {"action": "disable", "_selected_action": [rule.pk]}
+    )
+    assert response.status_code == 302
+    rule.refresh_from_db()
+    assert (rule.enabled, rule.state) == (False, "ok")
+    assert Incident.objects.get(team=everything.team).status == "resolved"  # its only firing closed
+    event = AuditEvent.objects.get(action="alert_rule.update")
+    assert (event.actor_id, event.via, event.data) == (operator.pk, "admin", {"enabled": False})
+
+
+def test_incident_admin_shows_its_alerts_and_resolves_through_the_service(
+    admin_client: Client, operator: User, everything: TeamWorld
+) -> None:
+    incident = Incident.objects.get(team=everything.team)
+    html = admin_client.get(admin_url(Incident, "change", incident.pk)).content.decode()
+    assert "errors" in html  # the alert inline
+    admin_client.post(admin_url(Incident, "change", incident.pk), {"title": "forged", "status": "resolved"})
+    incident.refresh_from_db()
+    assert (incident.title, incident.status) != ("forged", "resolved")
+
+    response = admin_client.post(
+        admin_url(Incident, "changelist"), {"action": "resolve", "_selected_action": [incident.pk]}
+    )
+    assert response.status_code == 302
+    incident.refresh_from_db()
+    assert (incident.status, incident.resolved_by) == ("resolved", operator.get_username())
+    event = AuditEvent.objects.get(action="incident.resolve")
+    assert (event.actor_id, event.via) == (operator.pk, "admin")

@@ -3,8 +3,10 @@ Slack-compatible webhooks, each delivery logged and retried with backoff."""
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
+import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,7 +52,52 @@ def _validate_target(kind: str, target: str) -> str:
         valid = False
     if not valid:
         raise ValidationFailed("Invalid webhook URL.", fields={"target": ["An http(s) URL."]})
+    if not settings.PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES and _names_private_host(parts.hostname or ""):
+        raise ValidationFailed(
+            "Webhook targets on private, loopback or link-local addresses are refused.",
+            fields={"target": ["A public address (the operator may allow private ones)."]},
+        )
     return target
+
+
+class TargetRefused(Exception):
+    """The webhook's host resolves to an address the platform must not call."""
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _names_private_host(host: str) -> bool:
+    """Whether the URL's host is written as a non-public IP address or as localhost (a name that
+    resolves elsewhere is checked when sending)."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return not _is_public(host)
+    except ValueError:
+        return False
+
+
+def _check_resolved(url: str) -> None:
+    """Refuse to send when the host resolves to any non-public address (checked just before each
+    attempt, so a name re-pointed at an internal address after the channel was created is caught)."""
+    if settings.PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
+        return
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise TargetRefused(f"cannot resolve {parts.hostname}: {exc}") from None
+    for info in infos:
+        address = str(info[4][0])
+        if not _is_public(address):
+            raise TargetRefused(f"{parts.hostname} resolves to {address}, a non-public address: refused")
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -127,10 +174,13 @@ def attempt(delivery_id: int) -> float | None:
         return None
     channel = delivery.channel
     status_code: int | None = None
+    final = False
     try:
         status_code = _send(channel, delivery)
         ok = status_code is None or 200 <= status_code < 300
         error = "" if ok else f"the receiver answered {status_code}"
+    except TargetRefused as exc:  # the policy will not change by retrying
+        ok, error, final = False, str(exc)[:500], True
     except Exception as exc:  # whatever fails is recorded and retried; a delivery is never left hanging
         ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
     attempts = delivery.attempts + 1
@@ -140,7 +190,7 @@ def attempt(delivery_id: int) -> float | None:
             delivered_at=timezone.now(),
         )  # fmt: skip
         return None
-    final = attempts >= MAX_ATTEMPTS
+    final = final or attempts >= MAX_ATTEMPTS
     Delivery.objects.filter(pk=delivery.pk).update(
         status=DeliveryStatus.FAILED if final else DeliveryStatus.PENDING,
         attempts=attempts,
@@ -172,5 +222,6 @@ def _send(channel: NotificationChannel, delivery: Delivery) -> int | None:
             "X-PandaStack-Timestamp": timestamp,
             SIGNATURE_HEADER: signature(crypto.decrypt(channel.signing_secret_encrypted), timestamp, body),
         }
+    _check_resolved(channel.target)
     response = httpx.post(channel.target, content=body, headers=headers, timeout=5.0, follow_redirects=False)
     return response.status_code

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.events",
     "apps.cron",
     "apps.alerts",
+    "apps.monitoring",
 ]
 
 MIDDLEWARE = [
@@ -147,6 +148,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "apps.teams.api.serializers.ROLE_CHOICES",
         "ServiceAccountRoleEnum": "apps.teams.api.serializers.SERVICE_ACCOUNT_ROLE_CHOICES",
+        "AlertSeverityEnum": "apps.alerts.models.AlertSeverity",
+        "EventSeverityEnum": "apps.events.models.Severity",
     },
 }
 
@@ -171,6 +174,10 @@ MAILERS = {
 DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", default="pandastack@localhost")
 # First retry of a failed notification after this many seconds, doubling (five attempts in all).
 PANDASTACK_DELIVERY_BACKOFF_SECONDS = env.float("PANDASTACK_DELIVERY_BACKOFF_SECONDS", default=5.0)
+# Webhook targets on loopback, private, link-local or otherwise non-public addresses are refused
+# (teams must not make the platform call its own network: SSRF) unless this is on. The local run and
+# the tests turn it on; set it in production only when teams are trusted and need in-house receivers.
+PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False)
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
@@ -182,6 +189,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Without it, kombu writes its exchange tables to ./control, wherever the process started.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
@@ -226,3 +235,25 @@ PANDASTACK_RECONCILE_INTERVAL = env.float("PANDASTACK_RECONCILE_INTERVAL", defau
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "deployments.reconcile", "schedule": PANDASTACK_RECONCILE_INTERVAL},
 }
+
+# --- Monitoring and alerts (`manage.py run_monitor`) ---------------------------------------------
+# Metric buckets are kept this long per resolution (seconds), then rolled up and pruned: at most
+# 2,160 + 4,032 + 2,160 rows per app.
+PANDASTACK_METRICS_RETENTION = {
+    10: env.int("PANDASTACK_METRICS_RAW_RETENTION", default=6 * 3600),  # 10-second buckets: 6 hours
+    300: env.int("PANDASTACK_METRICS_5M_RETENTION", default=14 * 86400),  # 5-minute buckets: 14 days
+    3600: env.int("PANDASTACK_METRICS_1H_RETENTION", default=90 * 86400),  # 1-hour buckets: 90 days
+}
+# The router sends its access log (one UDP datagram per request) to 127.0.0.1 on this port; the
+# monitor reads it and flushes counts every PANDASTACK_METRICS_FLUSH_SECONDS. 0: no access log.
+PANDASTACK_ROUTER_ACCESS_LOG_PORT = env.int("PANDASTACK_ROUTER_ACCESS_LOG_PORT", default=5140)
+PANDASTACK_METRICS_FLUSH_SECONDS = env.float("PANDASTACK_METRICS_FLUSH_SECONDS", default=1.0)
+PANDASTACK_STATS_INTERVAL = env.float("PANDASTACK_STATS_INTERVAL", default=10.0)  # engine CPU/memory samples
+PANDASTACK_HEALTH_CHECK_INTERVAL = env.float("PANDASTACK_HEALTH_CHECK_INTERVAL", default=10.0)
+PANDASTACK_HEALTH_CHECK_TIMEOUT = env.float("PANDASTACK_HEALTH_CHECK_TIMEOUT", default=3.0)
+PANDASTACK_HEALTH_DOWN_AFTER = env.int("PANDASTACK_HEALTH_DOWN_AFTER", default=2)  # consecutive failed checks
+PANDASTACK_ALERT_EVALUATION_INTERVAL = env.float("PANDASTACK_ALERT_EVALUATION_INTERVAL", default=2.0)
+# An incident's timeline starts this long before it opened (the deploys and crashes that led to it).
+PANDASTACK_INCIDENT_LOOKBACK_SECONDS = env.int("PANDASTACK_INCIDENT_LOOKBACK_SECONDS", default=1800)
+# Bearer token for the platform's Prometheus endpoint (/metrics); empty: the endpoint answers 404.
+PANDASTACK_PROMETHEUS_TOKEN = env("PANDASTACK_PROMETHEUS_TOKEN", default="")

@@ -34,3 +34,5 @@ if not PANDASTACK_SECRET_KEYS:  # noqa: F405
         f" {_key_file}. Set PANDASTACK_SECRET_KEYS for anything but a local trial.",
         file=sys.stderr,
     )
+# Local receivers (a webhook on this machine) are fine for a local trial.
+PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=True)

@@ -26,3 +26,5 @@ PANDASTACK_HEALTH_TIMEOUT = env.float("PANDASTACK_HEALTH_TIMEOUT", default=20.0)
 PANDASTACK_DRAIN_TIMEOUT = env.float("PANDASTACK_DRAIN_TIMEOUT", default=3.0)
 # A fixed key for tests only (the e2e worker process must share it); never used elsewhere.
 PANDASTACK_SECRET_KEYS = env.list("PANDASTACK_SECRET_KEYS", default=["3cK39bdHjGef-eVP4uODNhRieCuiO-M5fSoq18SGUrU="])
+# The tests' webhook receivers listen on 127.0.0.1 (tests of the refusal turn this off).
+PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=True)

@@ -5,8 +5,6 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
@@ -16,36 +14,9 @@ from apps.alerts import services
 from apps.alerts.models import Delivery, NotificationChannel
 from apps.alerts.tasks import delivery_attempt
 from tests.conftest import assert_error
+from tests.support.receiver import Receiver
 
 BASE = "/api/v1/teams/alpha/notification-channels/"
-
-
-class Receiver:
-    """A local HTTP endpoint that records what it receives and answers with queued status codes."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.statuses: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append({"headers": dict(self.headers), "body": body})
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -162,3 +133,45 @@ def test_a_disabled_channel_sends_nothing(team_a, client_for):
     assert owner.patch(f"{BASE}quiet/", {"enabled": False}, format="json").json()["enabled"] is False
     assert_error(owner.post(f"{BASE}quiet/test/"), 409, "channel_disabled")
     assert not Delivery.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:9000/hook",
+        "http://localhost/hook",
+        "https://api.localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_webhooks_to_private_addresses_are_refused_unless_the_operator_allows_them(
+    team_a, client_for, settings, target
+):
+    settings.PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    client = client_for(team_a, "developer")
+    response = client.post(BASE, {"name": "internal", "kind": "webhook", "target": target}, format="json")
+    body = assert_error(response, 400, "invalid")
+    assert "private" in body["message"] and "target" in body["fields"]
+    assert not NotificationChannel.objects.exists()
+    settings.PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+    response = client.post(BASE, {"name": "internal", "kind": "webhook", "target": target}, format="json")
+    assert response.status_code == 201
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused_when_sending(team_a, client_for, settings, receiver):
+    """Checked again before each attempt, on the addresses the name resolves to: here a channel made
+    while private addresses were allowed, sent after the operator refused them."""
+    client = client_for(team_a, "developer")
+    create(client, name="ops", kind="webhook", target=receiver.url.replace("127.0.0.1", "localhost"))
+    settings.PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    delivery = client.post(f"{BASE}ops/test/").json()
+    delivery_attempt.apply(args=[delivery["id"]])
+    row = Delivery.objects.get(pk=delivery["id"])
+    assert row.status == "failed" and row.attempts == 1  # final at once: retrying cannot change the policy
+    assert "non-public address: refused" in row.last_error
+    assert receiver.requests == []

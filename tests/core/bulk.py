@@ -10,7 +10,16 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from apps.accounts.models import User
-from apps.alerts.models import ChannelKind, Delivery, DeliveryStatus, NotificationChannel
+from apps.alerts.models import (
+    AlertRule,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    Incident,
+    IncidentAlert,
+    IncidentStatus,
+    NotificationChannel,
+)
 from apps.audit.models import AuditEvent
 from apps.cron.models import CronJob, CronRun, RunStatus, Trigger
 from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
@@ -27,7 +36,7 @@ from apps.teams.models import (
 from apps.teams.services import default_plan, grant_models
 from apps.tokens.models import ApiToken, hash_token
 from tests.conftest import TeamWorld
-from tests.core.routes import CHANNEL, CHANNEL_TARGET, CRON_IMAGE, CRON_JOB, VARIABLE
+from tests.core.routes import CHANNEL, CHANNEL_TARGET, CRON_IMAGE, CRON_JOB, INCIDENT, VARIABLE
 
 
 def users(world: TeamWorld, start: int, count: int, tag: str, **fields: Any) -> list[User]:
@@ -353,6 +362,78 @@ def deliveries(world: TeamWorld, start: int, count: int) -> None:
     )
 
 
+def alert_rules(world: TeamWorld, start: int, count: int) -> None:
+    """`count` alert rules, one scope after another (an error-rate rule on the app "api", a failure
+    rule on the cron job CRON_JOB, a deployment-failure rule on the project "web"), each sending to
+    two channels (the list shows the app, cron job, project and channel names)."""
+    app = the_app(world)
+    job, _ = CronJob.objects.get_or_create(
+        team=world.team,
+        name=CRON_JOB,
+        defaults={"project": world.project, "image": CRON_IMAGE, "command": ["true"], "schedule": "@daily"},
+    )
+    targets = [
+        {"scope": "app", "app": app, "metric": "error_rate"},
+        {"scope": "cron_job", "cron_job": job, "metric": "event", "event_kind": "cron.run_failed"},
+        {"scope": "project", "metric": "event", "event_kind": "deployment.failed"},
+    ]
+    created = AlertRule.objects.bulk_create(
+        AlertRule(team=world.team, project=world.project, name=f"r{i}", threshold=i, **targets[i % 3])
+        for i in range(start, start + count)
+    )
+    pair = NotificationChannel.objects.bulk_create(
+        NotificationChannel(team=world.team, name=f"rules-{start}-{n}", kind=ChannelKind.SLACK, target=CHANNEL_TARGET)
+        for n in range(2)
+    )
+    AlertRule.channels.through.objects.bulk_create(
+        AlertRule.channels.through(alertrule=rule, notificationchannel=channel) for rule in created for channel in pair
+    )
+
+
+def incidents(world: TeamWorld, start: int, count: int) -> None:
+    """Incidents numbered start+1 … start+count, every other one resolved, each with two alerts (the
+    list shows them)."""
+    now = timezone.now()
+    created = Incident.objects.bulk_create(
+        Incident(
+            team=world.team,
+            project=world.project,
+            number=i + 1,
+            title=f"Incident {i + 1}",
+            status=IncidentStatus.RESOLVED if i % 2 else IncidentStatus.OPEN,
+            resolved_at=now if i % 2 else None,
+            resolved_by="auto" if i % 2 else "",
+        )
+        for i in range(start, start + count)
+    )
+    IncidentAlert.objects.bulk_create(
+        IncidentAlert(incident=incident, rule_name=name, value=1.0, fired_at=now)
+        for incident in created
+        for name in ("errors", "latency")
+    )
+
+
+def incident_timeline_events(world: TeamWorld, start: int, count: int) -> None:
+    """`count` platform events of project "web" during incident INCIDENT (made on first use, open)."""
+    Incident.objects.get_or_create(
+        team=world.team, number=INCIDENT, defaults={"project": world.project, "title": "Errors on api"}
+    )
+    PlatformEvent.objects.bulk_create(
+        PlatformEvent(
+            team=world.team,
+            project=world.project,
+            kind="container.crashed",
+            severity=Severity.ERROR,
+            subject_type="deployments.app",
+            subject_id=str(i),
+            subject_label=f"a{i}",
+            message=f"a{i}: container r1 exited",
+            data={"replica": 1, "exit_code": 137},
+        )
+        for i in range(start, start + count)
+    )
+
+
 # The values of the URL parameters in the paths below.
 APP = "api"
 LIST_PARAMS = {
@@ -363,6 +444,7 @@ LIST_PARAMS = {
     "variable": VARIABLE,
     "cron_job": CRON_JOB,
     "channel": CHANNEL,
+    "incident": INCIDENT,
 }
 VARIABLE_PREFIXES = {
     Level.TEAM: "/api/v1/teams/alpha/",
@@ -391,6 +473,9 @@ LISTS: dict[str, tuple[str, Callable[[TeamWorld, int, int], Any], str]] = {
     "platform events": ("/api/v1/teams/alpha/events/", platform_events, "token"),
     "notification channels": ("/api/v1/teams/alpha/notification-channels/", channels, "token"),
     "deliveries": (f"/api/v1/teams/alpha/notification-channels/{CHANNEL}/deliveries/", deliveries, "token"),
+    "alert rules with channels": ("/api/v1/teams/alpha/alert-rules/", alert_rules, "token"),
+    "incidents with alerts": ("/api/v1/teams/alpha/incidents/", incidents, "token"),
+    "incident timeline": (f"/api/v1/teams/alpha/incidents/{INCIDENT}/timeline/", incident_timeline_events, "token"),
     **{
         f"{level.value} variables": (f"{prefix}variables/", variables_at(level), "token")
         for level, prefix in VARIABLE_PREFIXES.items()

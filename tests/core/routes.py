@@ -12,7 +12,8 @@ from django.urls import URLPattern, URLResolver
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
-from apps.alerts.models import Delivery, DeliveryStatus
+from apps.alerts.models import Delivery, DeliveryStatus, Incident, IncidentAlert
+from apps.alerts.rules import rule_create
 from apps.alerts.services import channel_create
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
@@ -20,6 +21,7 @@ from apps.cron import services as cron_services
 from apps.cron.models import CronRun, RunStatus, Trigger
 from apps.deployments import services as deployment_services
 from apps.deployments.models import Container, DeploymentStatus
+from apps.events.services import event_emit
 from apps.secrets.models import Level
 from apps.secrets.services import Scope, variables_set
 from apps.teams.services import grant_create, grant_id, group_create, service_account_create
@@ -32,6 +34,8 @@ CRON_JOB = "alpha-cron"  # the cron job `one_of_everything` makes, with an image
 CRON_IMAGE = "registry.local/cron:1"
 CHANNEL = "alpha-hook"  # the webhook notification channel `one_of_everything` makes
 CHANNEL_TARGET = "http://127.0.0.1:9/hook"  # the discard port: nothing is ever sent there anyway
+RULE = "alpha-errors"  # the alert rule `one_of_everything` makes, on the app "api"
+INCIDENT = 1  # the incident `one_of_everything` opens
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
@@ -111,10 +115,10 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
     """Give `world`'s team one of everything a team route can name: a group "ops", a service
     account "ci", a token, a project grant, an app "api" with a live deployment #1 (an event and a
     container), an app grant, a plain variable ALPHA_VAR at each level (team, project "web", app
-    "api"), a cron job "alpha-cron" with an image of its own and a finished run, and a webhook
-    notification channel "alpha-hook" with one delivered notification; return the URL parameter
-    values naming them. No Celery task runs: the services enqueue on commit, and the
-    test's transaction never commits."""
+    "api"), a cron job "alpha-cron" with an image of its own and a finished run, a webhook
+    notification channel "alpha-hook" with one delivered notification, an alert rule "alpha-errors"
+    firing in incident #1 (with its events); return the URL parameter values naming them. No Celery
+    task runs: the services enqueue on commit, and the test's transaction never commits."""
     ctx = resolve_team(Actor(user=world.user("owner"), via="test"), world.team.slug)
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
     service_account_create(ctx=ctx, slug="ci", role="developer")
@@ -160,6 +164,11 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
         response_status=204,
         delivered_at=now,
     )
+    rule = rule_create(ctx=ctx, name=RULE, scope="app", app=app, metric="error_rate", threshold=5, channels=[channel])
+    # Incidents are the evaluator's to open; this one is open, its rule firing.
+    incident = Incident.objects.create(team=world.team, project=world.project, number=INCIDENT, title="Errors on api")
+    IncidentAlert.objects.create(incident=incident, rule=rule, rule_name=rule.name, value=12.5, fired_at=now)
+    event_emit(team=world.team, kind="incident.opened", subject=incident, message="Incident #1 opened")
     return {
         "team": world.team.slug,
         "user": viewer,
@@ -175,4 +184,6 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
         "cron_job": CRON_JOB,
         "run": run.pk,
         "channel": CHANNEL,
+        "rule": RULE,
+        "incident": INCIDENT,
     }

@@ -12,7 +12,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from apps.alerts.models import Delivery, NotificationChannel
+from apps.alerts.models import AlertRule, Delivery, Incident, NotificationChannel
 from apps.audit.models import AuditEvent
 from apps.core.actors import Actor
 from apps.cron.models import CronJob, CronRun
@@ -150,7 +150,8 @@ def filled(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
 def team_state(world: TeamWorld) -> dict[str, Any]:
     """What a write through any team route would change: members, the apps with their releases,
     containers and grants, the variables' versions, the cron jobs and their runs, the notification
-    channels and their deliveries, and the audit log (a reveal writes only there)."""
+    channels and their deliveries, the alert rules, the incidents and their alerts, and the audit log
+    (a reveal writes only there)."""
     return {
         "memberships": world.team.memberships.count(),
         "variable versions": sorted(
@@ -173,6 +174,14 @@ def team_state(world: TeamWorld) -> dict[str, Any]:
             NotificationChannel.objects.filter(team=world.team).values_list("name", "target", "enabled", "updated_at")
         ),
         "deliveries": Delivery.objects.filter(team=world.team).count(),
+        "alert rules": sorted(
+            AlertRule.objects.filter(team=world.team).values_list("name", "state", "threshold", "enabled", "updated_at")
+        ),
+        "incidents": sorted(
+            Incident.objects.filter(team=world.team).values_list(
+                "number", "status", "title", "postmortem", "updated_at", "alerts__resolved_at"
+            )
+        ),
     }
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from django.apps import apps
 
+from apps.alerts.models import Incident
+from apps.alerts.rules import rule_create
 from apps.alerts.services import channel_create
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
@@ -22,7 +24,7 @@ from apps.secrets.models import Level
 from apps.secrets.services import Scope, variables_set, variables_unset
 from apps.teams.services import group_create, service_account_create
 from tests.conftest import TeamWorld, assert_error, session_client
-from tests.core.routes import CHANNEL, CHANNEL_TARGET, CRON_IMAGE, CRON_JOB, api_routes
+from tests.core.routes import CHANNEL, CHANNEL_TARGET, CRON_IMAGE, CRON_JOB, INCIDENT, RULE, api_routes
 
 SNAPSHOT_APPS = {
     *("teams", "tokens", "audit", "accounts", "guardian", "auth", "deployments", "secrets", "cron", "events"),
@@ -60,7 +62,8 @@ def cron_job(world: TeamWorld, name: str, **fields: Any) -> CronJob:
 def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
     """team_a with a group "ops", a service account "ci", an app "api" whose deployment #1 is live
     and #2 failed (nothing earlier to roll back to), a cron job "alpha-cron" with an image of its
-    own and a webhook notification channel "alpha-hook"; ids used by paths and payloads."""
+    own, a webhook notification channel "alpha-hook", an alert rule "alpha-errors" on the app and an
+    open incident #1; ids used by paths and payloads."""
     ctx = resolve_team(Actor(user=team_a.user("owner"), via="test"), "alpha")
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
     service_account_create(ctx=ctx, slug="ci", role="developer")
@@ -73,7 +76,9 @@ def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
         deployment_services.deployment_create(ctx=ctx, app=app, image="registry.local/api:2"), DeploymentStatus.FAILED
     )
     cron_job(team_a, CRON_JOB)
-    channel_create(ctx=ctx, name=CHANNEL, kind="webhook", target=CHANNEL_TARGET)
+    channel, _ = channel_create(ctx=ctx, name=CHANNEL, kind="webhook", target=CHANNEL_TARGET)
+    rule_create(ctx=ctx, name=RULE, scope="app", app=app, metric="error_rate", threshold=5, channels=[channel])
+    Incident.objects.create(team=team_a.team, project=team_a.project, number=INCIDENT, title="Errors on api")
     return {
         "viewer": team_a.user("viewer").pk,
         "owner": team_a.user("owner").pk,
@@ -135,13 +140,17 @@ ENDPOINTS = {
     "channel-create": ("post", "channel-list", A),
     "channel-update": ("patch", "channel-detail", {**A, "channel": CHANNEL}),
     "channel-delete": ("delete", "channel-detail", {**A, "channel": CHANNEL}),
+    "alert-rule-create": ("post", "alert-rule-list", A),
+    "alert-rule-update": ("patch", "alert-rule-detail", {**A, "rule": RULE}),
+    "alert-rule-delete": ("delete", "alert-rule-detail", {**A, "rule": RULE}),
+    "incident-update": ("patch", "incident-detail", {**A, "incident": INCIDENT}),
     **{f"{level}-variable-set": ("post", f"{level}-variable-list", p) for level, p in VARIABLE_LEVELS.items()},
     **{f"{level}-variable-unset": ("post", f"{level}-variable-unset", p) for level, p in VARIABLE_LEVELS.items()},
 }
 # Writes that take no body: the URL says everything (leaving the team; DELETE of a member, grant,
 # group, service account, token or app grant; revoking a token; restarting, stopping or starting
 # an app; revealing a variable's value; running, suspending or resuming a cron job; testing a
-# notification channel).
+# notification channel; acknowledging or resolving an incident).
 BODYLESS = {
     ("post", "team-leave"),
     ("delete", "member-detail"),
@@ -159,6 +168,8 @@ BODYLESS = {
     ("post", "cron-job-suspend"),
     ("post", "cron-job-resume"),
     ("post", "channel-test"),
+    ("post", "incident-acknowledge"),
+    ("post", "incident-resolve"),
 }
 ROUTES = {route.name: route for route in api_routes()}
 
@@ -402,6 +413,89 @@ def channel_cases() -> list[Any]:
     ]
 
 
+RULE_BODY = {"name": "slow", "scope": "app", "app": "api", "metric": "latency_p95_ms", "threshold": 500}
+# Condition values the serializer or the service refuses: all tried on create, a few on update
+# (which shares both checks).
+BAD_RULE_SETTINGS = {
+    "metric": ["happiness", "", None, ["error_rate"]],
+    "operator": ["ne", "==", 1],
+    "threshold": ["5", True, None, [5], "NaN"],
+    "window_seconds": [9, 86401, "x", None],
+    "for_seconds": [-1, 86401, "x"],
+    "severity": ["loud", ""],
+    "enabled": ["maybe", None],
+    "channels": ["alpha-hook", [1], ["nope"], [CHANNEL, "nope"], ["c"] * 21],
+    "event_kind": ["cron.exploded", 5],
+}
+
+
+def rule_cases() -> list[Any]:
+    """Bad alert rules: names (taken included); scopes and the app, cron job or project each needs
+    (unknown ones too); metrics a scope cannot have; event kinds missing, unknown, about another
+    kind of resource or given for a metric; the table of bad condition values on create, a few on
+    update, which cannot change what a rule watches either; deletes without the right confirmation."""
+    valid = RULE_BODY
+    no_app = {k: v for k, v in valid.items() if k != "app"}
+    job_rule = {**no_app, "scope": "cron_job", "cron_job": CRON_JOB, "metric": "event", "event_kind": "cron.run_failed"}
+    project_rule = {**no_app, "scope": "project", "project": "web", "metric": "event", "event_kind": "health.down"}
+    return [
+        *slug_cases("alert-rule-create", valid, duplicate=RULE, key="name"),
+        *(case("alert-rule-create", {**valid, "scope": bad}, "scope") for bad in ("galaxy", "", None, ["app"])),
+        case("alert-rule-create", {k: v for k, v in valid.items() if k != "scope"}, "scope"),
+        case("alert-rule-create", {k: v for k, v in valid.items() if k != "metric"}, "metric"),
+        case("alert-rule-create", {k: v for k, v in valid.items() if k != "threshold"}, "threshold"),
+        case("alert-rule-create", no_app, "app"),
+        *(case("alert-rule-create", {**valid, "app": bad}, "app") for bad in ("nope", 7, None, LONG_SLUG)),
+        case("alert-rule-create", {**valid, "project": "nope"}, "project"),
+        case("alert-rule-create", {**valid, "cron_job": CRON_JOB}, "cron_job"),
+        case("alert-rule-create", {**job_rule, "cron_job": "nope"}, "cron_job"),
+        case("alert-rule-create", {k: v for k, v in job_rule.items() if k != "cron_job"}, "cron_job"),
+        case("alert-rule-create", {**job_rule, "metric": "error_rate", "event_kind": ""}, "metric"),
+        case("alert-rule-create", {**job_rule, "event_kind": "container.crashed"}, "event_kind"),
+        case("alert-rule-create", {**job_rule, "app": "api"}, "app"),
+        case("alert-rule-create", {k: v for k, v in project_rule.items() if k != "project"}, "project"),
+        case("alert-rule-create", {**project_rule, "metric": "cpu_percent", "event_kind": ""}, "metric"),
+        case("alert-rule-create", {**valid, "metric": "event"}, "event_kind"),
+        case("alert-rule-create", {**valid, "metric": "event", "event_kind": "cron.run_failed"}, "event_kind"),
+        case("alert-rule-create", {**valid, "event_kind": "health.down"}, "event_kind"),
+        *(
+            case("alert-rule-create", {**valid, field: value}, field)
+            for field, values in BAD_RULE_SETTINGS.items()
+            for value in values
+        ),
+        *(
+            case("alert-rule-update", {field: value}, field)
+            for field, value in (
+                ("threshold", "5"),
+                ("window_seconds", 5),
+                ("metric", "happiness"),
+                ("event_kind", "deployment.failed"),  # not with a metric
+                ("channels", ["nope"]),
+                ("enabled", "maybe"),
+            )
+        ),
+        case("alert-rule-update", {"metric": "event"}, "event_kind"),
+        *(
+            case("alert-rule-update", {field: value, "threshold": 1}, field)
+            for field, value in (("name", "renamed"), ("scope", "project"), ("app", "api"), ("project", "web"))
+        ),
+        case("alert-rule-delete", {}, "confirm"),
+        case("alert-rule-delete", {"confirm": "alpha"}, "confirm"),
+        case("alert-rule-delete", {"confirm": [RULE]}, "confirm"),
+    ]
+
+
+def incident_cases() -> list[Any]:
+    """Bad incident updates: titles empty, too long or not strings; post-mortems not strings or too
+    long."""
+    return [
+        *(case("incident-update", {"title": bad}, "title") for bad in ("", "   ", "t" * 201, 5, None, ["x"])),
+        *(case("incident-update", {"postmortem": bad}, "postmortem") for bad in (None, 5, {"a": "b"})),
+        case("incident-update", {"postmortem": "p" * 100_001}, "postmortem", label="postmortem over 100,000 chars"),
+        case("incident-update", {"title": "Fine", "postmortem": ["x"]}, "postmortem"),
+    ]
+
+
 def resolve(body: Any, ids: dict[str, Any]) -> Any:
     """Replace "@name" placeholders with the world's ids (user ids are known only at run time);
     other strings starting with "@" (cron shortcuts such as "@daily") stay as they are."""
@@ -539,6 +633,9 @@ BAD_PAYLOADS = [
     *cron_cases(),
     # --- notification channels ----------------------------------------------------------------
     *channel_cases(),
+    # --- alert rules and incidents ------------------------------------------------------------
+    *rule_cases(),
+    *incident_cases(),
 ]
 
 

@@ -13,6 +13,8 @@ import pytest
 from django.apps import apps as django_apps
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from apps.alerts.models import Incident, IncidentAlert
+from apps.alerts.rules import rule_create
 from apps.alerts.services import channel_create
 from apps.core.actors import Actor
 from apps.cron.models import CronJob, CronRun
@@ -114,7 +116,18 @@ def build_victim() -> Victim:
     )
     run = CronRun.objects.create(team=world.team, job=job, trigger="manual", status="succeeded")
     channel, _ = channel_create(ctx=ctx, name="alpha-hook", kind="webhook", target="http://127.0.0.1:9/hook")
+    # Named like the team, so the hostile delete's {"confirm": "alpha"} would be right if it got through.
+    rule = rule_create(
+        ctx=ctx, name="alpha", scope="project", project=project, metric="event", event_kind="deployment.failed",
+        threshold=0, channels=[channel],
+    )  # fmt: skip
+    incident = Incident.objects.create(team=world.team, project=project, number=1, title="Alpha is down")
+    IncidentAlert.objects.create(
+        incident=incident, rule=rule, rule_name=rule.name, value=1, fired_at=incident.created_at
+    )
     values = {
+        "rule": rule.name,
+        "incident": str(incident.number),
         "channel": channel.name,
         "cron_job": job.name,
         "run": str(run.pk),
@@ -156,6 +169,13 @@ HOSTILE_BODY = {
     "command": ["true"],
     "kind": "webhook",
     "target": "http://127.0.0.1:9/pwned",
+    "scope": "project",
+    "metric": "event",
+    "event_kind": "deployment.failed",
+    "threshold": 0,
+    "enabled": False,
+    "title": "pwned",
+    "postmortem": "pwned",
 }
 
 
@@ -172,6 +192,9 @@ def database_fingerprint() -> list:
             "auth",
             "deployments",
             "secrets",
+            "cron",
+            "alerts",
+            "events",
         }:
             rows.append((model._meta.label, sorted(map(repr, model.objects.values_list()))))
     return rows
@@ -201,7 +224,7 @@ def _cases() -> list[tuple[Route, str]]:
 
 FILLERS = {
     *("team", "user", "project", "grant", "group", "service_account", "token"),
-    *("app", "deployment", "variable", "cron_job", "run", "channel"),
+    *("app", "deployment", "variable", "cron_job", "run", "channel", "rule", "incident"),
 }
 
 

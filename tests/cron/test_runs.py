@@ -407,3 +407,27 @@ def test_deleting_a_job_stops_its_running_run(cron_world, client_for, monkeypatc
     assert not CronJob.objects.filter(pk=job.pk).exists()
     assert not CronRun.objects.filter(pk=run.pk).exists()
     assert cron_world.containers() == []
+
+
+def test_a_real_failed_run_fires_the_jobs_alert_rule(cron_world):
+    """The whole path on the real engine: a run exits 3, the scheduler records `cron.run_failed`,
+    and the next evaluation fires the job's rule (notifying its channel once)."""
+    from apps.alerts.evaluation import evaluate_rules
+    from apps.alerts.models import AlertRule, Delivery
+    from apps.alerts.rules import rule_create
+    from apps.alerts.services import channel_create
+
+    ctx = ctx_of(cron_world.world)
+    job = cron_world.job("nightly", command=["sh", "-c", "exit 3"])
+    channel, _ = channel_create(ctx=ctx, name="ops", kind="email", target="ops@example.com")
+    rule_create(
+        ctx=ctx, name="nightly-failed", scope="cron_job", cron_job=job, metric="event", event_kind="cron.run_failed",
+        operator="gte", threshold=1, window_seconds=600, channels=[channel],
+    )  # fmt: skip
+    evaluate_rules()
+    assert AlertRule.objects.get().state == "ok"
+    assert finished(run_now(cron_world, job)).status == RunStatus.FAILED
+    evaluate_rules()
+    evaluate_rules()
+    assert AlertRule.objects.get().state == "firing"
+    assert Delivery.objects.filter(trigger="alert", channel=channel).count() == 1
