@@ -142,10 +142,12 @@ class AccessLogListener:
         """Read datagrams until stopped, counting every line about an app. After the first datagram
         of a round, wait BATCH_SECONDS and then take everything queued meanwhile: under load, one
         wake-up of this thread handles many requests (the socket's buffer holds the burst)."""
-        assert self._sock is not None
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("start() first")
         while True:
             try:
-                datagrams = [self._sock.recv(65536)]  # blocks until traffic (or stop())
+                datagrams = [sock.recv(65536)]  # blocks until traffic (or stop())
             except OSError:
                 if self._stop.is_set():
                     return
@@ -155,7 +157,7 @@ class AccessLogListener:
             time.sleep(self.BATCH_SECONDS)
             with contextlib.suppress(BlockingIOError):
                 while len(datagrams) < 100_000:
-                    datagrams.append(self._sock.recv(65536, socket.MSG_DONTWAIT))
+                    datagrams.append(sock.recv(65536, socket.MSG_DONTWAIT))
             batch = [
                 parsed
                 for data in datagrams
