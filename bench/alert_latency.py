@@ -13,7 +13,7 @@ It runs the real Docker Engine, a HAProxy of its own on a free port, the monitor
 set, a Celery worker subprocess for the deliveries (else the monitor sends them inline). The
 database is a throwaway SQLite file, or the empty PostgreSQL database BENCH_DATABASE_URL names:
 
-    .venv/bin/python bench/alert_latency.py [--spikes 5] [--window 20] [--requests 10000]
+    .venv/bin/python bench/alert_latency.py [--spikes 5] [--window 30] [--requests 10000]
 """
 
 import argparse
@@ -77,7 +77,9 @@ class Traffic:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spikes", type=int, default=5)
-    parser.add_argument("--window", type=int, default=20, help="the rule's window in seconds")
+    parser.add_argument(
+        "--window", type=int, default=30, help="the rule's window in seconds (a multiple of 10, at least 30)"
+    )
     parser.add_argument("--requests", type=int, default=10000, help="requests for the ingestion-cost burst")
     args = parser.parse_args()
 

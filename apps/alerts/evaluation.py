@@ -1,9 +1,10 @@
 """Evaluating alert rules (the monitor calls `evaluate_rules` every PANDASTACK_ALERT_EVALUATION_INTERVAL
 seconds, from as many processes as run).
 
-A rule's value is its app's metric over [now - window, now) (apps.monitoring.selectors), the app's
-current health (`up`), or the number of platform events of its kind about its app, cron job or
-project created in the window. No data (None) never holds. The states:
+A rule's value is its app's metric over the last `window` seconds of completed 10-second buckets
+(apps.monitoring.selectors; see `metric_window`), the app's current health (`up`), or the number of
+platform events of its kind about its app, cron job or project created in [now - window, now). No
+data (None) never holds. The states:
 
     ok / resolved --holds--> pending --held for for_seconds--> firing --stops holding--> resolved
     pending --stops holding--> ok          (for_seconds 0: ok/resolved --holds--> firing at once)
@@ -13,7 +14,10 @@ SELECT ... FOR UPDATE SKIP LOCKED, so two evaluators never work on the same rule
 transition is also a compare-and-set on the old state, so a firing notifies exactly once, and so
 does its resolution. (One transaction per rule rather than per batch: a firing takes its team's
 incident lock, and an evaluator holding the locks of several teams at once could deadlock with
-another doing the same in another order.)"""
+another doing the same in another order.) The time a rule is evaluated at is read once the rule is
+locked, and a rule already evaluated as of a later time is left alone: an evaluator slow to reach a
+rule cannot act on a stale clock after another one moved the rule on (fire it again just after it
+resolved, say)."""
 
 import logging
 import operator
@@ -29,7 +33,8 @@ from apps.alerts.models import AlertRule, AlertState, Incident, IncidentAlert, O
 from apps.alerts.services import notify
 from apps.events.models import PlatformEvent, Severity
 from apps.events.services import event_emit
-from apps.monitoring.selectors import Totals, health_up, window_totals
+from apps.monitoring.models import Resolution
+from apps.monitoring.selectors import Totals, bucket_start, health_up, window_totals
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +64,12 @@ OUTCOMES = ("evaluated", "pending", "fired", "resolved", "skipped", "errors")
 
 
 def evaluate_rules(*, now: datetime | None = None) -> dict[str, int]:
-    """Evaluate every enabled rule once, as of `now` (default: the current time). Returns counts:
-    rules evaluated, moved to pending, fired, resolved, skipped (another evaluator held them) and
-    failed (logged; the others are evaluated all the same)."""
-    now = now or timezone.now()
+    """Evaluate every enabled rule once, each as of the time it is locked (or as of `now` for every
+    rule, when given). Returns counts: rules evaluated, moved to pending, fired, resolved, skipped
+    (another evaluator held them, or had already evaluated them as of a later time) and failed
+    (logged; the others are evaluated all the same)."""
     summary = dict.fromkeys(OUTCOMES, 0)
-    totals: dict[tuple[int, int], Totals] = {}  # (app id, window) -> totals, shared by this round's rules
+    totals: dict[tuple[int, datetime, datetime], Totals] = {}  # shared by this round's rules
     rule_ids = list(AlertRule.objects.filter(enabled=True).order_by("id").values_list("id", flat=True))
     for rule_id in rule_ids:
         try:
@@ -75,7 +80,11 @@ def evaluate_rules(*, now: datetime | None = None) -> dict[str, int]:
                     .filter(pk=rule_id, enabled=True)
                     .first()
                 )
-                outcome = "skipped" if rule is None else _evaluate(rule, now, totals)
+                at = now or timezone.now()  # read after the lock: no older than the last evaluation
+                if rule is None or (rule.last_evaluated_at is not None and rule.last_evaluated_at > at):
+                    outcome = "skipped"
+                else:
+                    outcome = _evaluate(rule, at, totals)
         except Exception:  # one broken rule must not stop the others
             log.exception("evaluating alert rule %s failed", rule_id)
             outcome = "errors"
@@ -83,16 +92,29 @@ def evaluate_rules(*, now: datetime | None = None) -> dict[str, int]:
     return summary
 
 
-def rule_value(rule: AlertRule, now: datetime, totals: dict[tuple[int, int], Totals] | None = None) -> float | None:
+def metric_window(now: datetime, window_seconds: int) -> tuple[datetime, datetime | None]:
+    """The [since, until) a metric rule reads as of `now`: the `window_seconds` of whole raw
+    buckets before the bucket being written, plus that bucket so far (until None: up to now).
+
+    Counts therefore never cover less than a full window — `requests < N` does not flap as the
+    bucket being written fills — and a spike is seen as soon as the monitor flushes it (about a
+    second), not once its bucket has ended: the window is between `window_seconds` and 10 s longer."""
+    return bucket_start(now, Resolution.RAW) - timedelta(seconds=window_seconds), None
+
+
+def rule_value(
+    rule: AlertRule, now: datetime, totals: dict[tuple[int, datetime, datetime], Totals] | None = None
+) -> float | None:
     """The rule's value as of `now`: None when there is no data."""
     if rule.metric == RuleMetric.EVENT:
         return float(_event_count(rule, now))
     if rule.metric == RuleMetric.UP:
         return health_up(rule.app_id)
     totals = {} if totals is None else totals
-    key = (rule.app_id, rule.window_seconds)
+    since, until = metric_window(now, rule.window_seconds)
+    key = (rule.app_id, since, until)
     if key not in totals:
-        totals[key] = window_totals(rule.app_id, since=now - timedelta(seconds=rule.window_seconds), until=now)
+        totals[key] = window_totals(rule.app_id, since=since, until=until)
     return WINDOW_METRICS[rule.metric](totals[key])
 
 
@@ -109,7 +131,7 @@ def _event_count(rule: AlertRule, now: datetime) -> int:
     return events.filter(subject_type=SUBJECT_TYPES[rule.scope], subject_id=str(subject_id)).count()
 
 
-def _evaluate(rule: AlertRule, now: datetime, totals: dict[tuple[int, int], Totals]) -> str:
+def _evaluate(rule: AlertRule, now: datetime, totals: dict[tuple[int, datetime, datetime], Totals]) -> str:
     value = rule_value(rule, now, totals)
     holds = value is not None and COMPARE[rule.operator](value, rule.threshold)
     state = rule.state

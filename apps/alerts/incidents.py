@@ -90,7 +90,8 @@ def firings_close(*, rule: AlertRule, now: datetime) -> list[Incident]:
     for incident in incidents:
         if incident.status == IncidentStatus.RESOLVED:
             continue
-        # A firing whose rule was deleted with its app can never resolve: it does not hold the incident.
+        # A firing left open by a rule deleted before deletions closed them (apps.alerts.signals) can
+        # never resolve: it does not hold the incident.
         if incident.alerts.filter(resolved_at__isnull=True, rule__isnull=False).exists():
             continue
         at = timezone.now()  # after the alert.resolved event: the timeline ends with both

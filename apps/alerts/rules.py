@@ -6,8 +6,9 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.alerts.incidents import firings_close
@@ -25,6 +26,7 @@ from apps.core.access import TeamContext
 from apps.core.errors import ValidationFailed, require_confirmation
 from apps.cron.models import CronJob
 from apps.deployments.models import App
+from apps.monitoring.models import Resolution
 from apps.teams.models import Project
 
 # The platform events a rule of metric "event" can count, and what each is about: the scope whose
@@ -43,6 +45,9 @@ EVENT_KINDS: dict[str, tuple[str, str]] = {
     "cron.job_suspended": (RuleScope.CRON_JOB, "the job was suspended: its schedule cannot be evaluated"),
 }
 WINDOW_SECONDS = (10, 86400)
+# A metric rule reads whole raw (10-second) buckets, so its window is a multiple of 10 seconds, at
+# least 3 buckets, and no longer than those buckets are kept (settings.PANDASTACK_METRICS_RETENTION).
+METRIC_WINDOW_MIN_SECONDS = 30
 FOR_SECONDS = (0, 86400)
 # Changing one of these makes it another condition: the rule starts again from ok.
 CONDITION_FIELDS = ("metric", "event_kind", "operator", "threshold", "window_seconds", "for_seconds")
@@ -103,6 +108,9 @@ def _validate(rule: AlertRule, channels: Iterable[NotificationChannel]) -> None:
         value = getattr(rule, field)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             errors[field] = [f"Between {low} and {high} seconds."]
+    reads_metrics = metric in RuleMetric.values and metric != RuleMetric.EVENT
+    if reads_metrics and "window_seconds" not in errors and (problem := _metric_window_problem(rule.window_seconds)):
+        errors["window_seconds"] = [problem]
     if rule.severity not in AlertSeverity.values:
         errors["severity"] = [f"One of: {', '.join(AlertSeverity.values)}."]
     if any(channel.team_id != rule.team_id for channel in channels):
@@ -115,8 +123,28 @@ def _validate(rule: AlertRule, channels: Iterable[NotificationChannel]) -> None:
         raise ValidationFailed("Invalid alert rule.", fields=exc.message_dict) from None
 
 
+def _metric_window_problem(window: int) -> str | None:
+    """Why `window` cannot be a metric rule's window (None when it can)."""
+    if window < METRIC_WINDOW_MIN_SECONDS or window % Resolution.RAW:
+        return (
+            f"A metric rule reads {int(Resolution.RAW)}-second buckets: a multiple of {int(Resolution.RAW)} "
+            f"seconds, at least {METRIC_WINDOW_MIN_SECONDS}."
+        )
+    kept = settings.PANDASTACK_METRICS_RETENTION[Resolution.RAW]
+    if window > kept:
+        return (
+            f"At most {kept} seconds for a metric rule: its {int(Resolution.RAW)}-second buckets are kept that long "
+            f"(event rules may count up to {WINDOW_SECONDS[1]} seconds)."
+        )
+    return None
+
+
 def _channel_names(channels: Iterable[NotificationChannel]) -> list[str]:
     return [channel.name for channel in channels]
+
+
+def _name_taken() -> ValidationFailed:
+    return ValidationFailed("An alert rule with this name already exists.", fields={"name": ["Already taken."]})
 
 
 @transaction.atomic
@@ -142,7 +170,7 @@ def rule_create(
     be that one). Raises ValidationFailed naming every field that is wrong."""
     channels = list(dict.fromkeys(channels))
     if AlertRule.objects.filter(team=ctx.team, name=name).exists():
-        raise ValidationFailed("An alert rule with this name already exists.", fields={"name": ["Already taken."]})
+        raise _name_taken()
     owner = app or cron_job
     rule = AlertRule(
         team=ctx.team,
@@ -163,7 +191,14 @@ def rule_create(
         state_since=timezone.now(),
     )
     _validate(rule, channels)
-    rule.save()
+    try:
+        with transaction.atomic():  # a savepoint: the transaction stays usable after a refused insert
+            rule.save()
+    except IntegrityError as exc:
+        # Another request created the name between the check above and this insert.
+        if "alert_rule_name_unique_in_team" not in str(exc):
+            raise
+        raise _name_taken() from None
     rule.channels.set(channels)
     audit_record(
         actor=ctx.actor,
@@ -221,10 +256,9 @@ def rule_update(*, ctx: TeamContext, rule: AlertRule, **changes: Any) -> AlertRu
 @transaction.atomic
 def rule_delete(*, ctx: TeamContext, rule: AlertRule, confirm: str) -> None:
     """Delete a rule (confirm with its name). A firing it had is closed in its incident, which
-    resolves if nothing else in it still fires; the incident keeps the rule's name."""
+    resolves if nothing else in it still fires (apps.alerts.signals does so for every deletion of a
+    rule); the incident keeps the rule's name."""
     require_confirmation(confirm, expected=rule.name, what="the alert rule's name")
     rule = AlertRule.objects.select_for_update(of=("self",)).get(pk=rule.pk)
-    if rule.state == AlertState.FIRING:
-        firings_close(rule=rule, now=timezone.now())
     audit_record(actor=ctx.actor, action="alert_rule.delete", target=rule, team=ctx.team)
     rule.delete()

@@ -15,7 +15,7 @@ import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.alerts.models import ChannelKind, Delivery, DeliveryStatus, NotificationChannel
@@ -64,10 +64,27 @@ class TargetRefused(Exception):
     """The webhook's host resolves to an address the platform must not call."""
 
 
+# IPv6 addresses that carry an IPv4 address in their last 32 bits and reach it (through a NAT64
+# gateway, or a host that still speaks these forms): the IPv4 address is what gets called.
+_EMBEDDING_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64, well-known prefix (RFC 6052)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765)
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated, RFC 4291)
+)
+# NAT64 for a local network (RFC 8215): which IPv4 addresses it reaches is the network's own business.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour  # ::ffff:a.b.c.d; 6to4 2002:AABB:CCDD::/48
+        if embedded is None and any(ip in network for network in _EMBEDDING_IPV4):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not ip.is_multicast
 
 
@@ -83,21 +100,41 @@ def _names_private_host(host: str) -> bool:
         return False
 
 
-def _check_resolved(url: str) -> None:
-    """Refuse to send when the host resolves to any non-public address (checked just before each
-    attempt, so a name re-pointed at an internal address after the channel was created is caught)."""
-    if settings.PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
-        return
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+def _public_address(url: httpx.URL) -> str:
+    """The address to send to: the URL's host resolved once, just before the attempt (so a name
+    re-pointed at an internal address after the channel was created is caught), refused if it
+    resolves to any non-public address. The request then goes to this very address, not to the
+    name again: a name cannot pass this check and then resolve elsewhere (DNS rebinding)."""
+    host = url.raw_host.decode("ascii")
+    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        raise TargetRefused(f"cannot resolve {parts.hostname}: {exc}") from None
-    for info in infos:
-        address = str(info[4][0])
+        raise TargetRefused(f"cannot resolve {host}: {exc}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise TargetRefused(f"cannot resolve {host}: no address")
+    for address in addresses:
         if not _is_public(address):
-            raise TargetRefused(f"{parts.hostname} resolves to {address}, a non-public address: refused")
+            raise TargetRefused(f"{host} resolves to {address}, a non-public address: refused")
+    return addresses[0]
+
+
+def _post(target: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    """POST to a webhook. Unless the operator allows private addresses, the connection goes to the
+    address `_public_address` checked (the URL's host still names the site in the Host header and in
+    TLS, whose certificate is checked against that name), and never through a proxy from the
+    environment (HTTP(S)_PROXY), which would resolve and reach the host itself."""
+    url = httpx.URL(target)
+    allow_private = settings.PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES
+    extensions: dict[str, Any] = {}
+    if not allow_private:
+        address = _public_address(url)
+        headers = {**headers, "Host": url.netloc.decode("ascii")}
+        extensions["sni_hostname"] = url.raw_host.decode("ascii")
+        url = url.copy_with(host=address)
+    with httpx.Client(trust_env=allow_private, timeout=5.0, follow_redirects=False) as client:
+        return client.post(url, content=body, headers=headers, extensions=extensions)
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -106,18 +143,29 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+def _channel_name_taken() -> ValidationFailed:
+    return ValidationFailed("A channel with this name already exists.", fields={"name": ["Already taken."]})
+
+
 @transaction.atomic
 def channel_create(*, ctx: TeamContext, name: str, kind: str, target: str) -> tuple[NotificationChannel, str | None]:
     """Create a channel; for a webhook, also return its signing secret (shown this once)."""
     if NotificationChannel.objects.filter(team=ctx.team, name=name).exists():
-        raise ValidationFailed("A channel with this name already exists.", fields={"name": ["Already taken."]})
+        raise _channel_name_taken()
     channel = NotificationChannel(team=ctx.team, name=name, kind=kind, target=_validate_target(kind, target))
     raw = None
     if kind == ChannelKind.WEBHOOK:
         raw = "whsec_" + secrets.token_urlsafe(32)
         channel.signing_secret_encrypted = crypto.encrypt(raw)
     channel.full_clean()
-    channel.save()
+    try:
+        with transaction.atomic():  # a savepoint: the transaction stays usable after a refused insert
+            channel.save()
+    except IntegrityError as exc:
+        # Another request created the name between the check above and this insert.
+        if "channel_name_unique_in_team" not in str(exc):
+            raise
+        raise _channel_name_taken() from None
     audit_record(actor=ctx.actor, action="channel.create", target=channel, team=ctx.team, data={"kind": kind})
     return channel, raw
 
@@ -222,6 +270,4 @@ def _send(channel: NotificationChannel, delivery: Delivery) -> int | None:
             "X-PandaStack-Timestamp": timestamp,
             SIGNATURE_HEADER: signature(crypto.decrypt(channel.signing_secret_encrypted), timestamp, body),
         }
-    _check_resolved(channel.target)
-    response = httpx.post(channel.target, content=body, headers=headers, timeout=5.0, follow_redirects=False)
-    return response.status_code
+    return _post(channel.target, body, headers).status_code

@@ -54,9 +54,17 @@ class App(TeamOwnedModel):
     def __str__(self) -> str:
         return self.name
 
+    ROUTER_BACKEND_PREFIX = "app_"
+
     @property
     def router_backend(self) -> str:
-        return f"app_{self.pk}"
+        return f"{self.ROUTER_BACKEND_PREFIX}{self.pk}"
+
+    @classmethod
+    def id_of_router_backend(cls, name: str) -> int | None:
+        """The app id of a router backend name ("app_17" -> 17); None for the router's own backends."""
+        digits = name.removeprefix(cls.ROUTER_BACKEND_PREFIX)
+        return int(digits) if digits != name and digits.isdigit() else None
 
 
 class DeploymentStatus(models.TextChoices):

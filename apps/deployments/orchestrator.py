@@ -381,9 +381,12 @@ def converge_app(app_id: int) -> None:
         for container in Container.objects.filter(deployment=live).select_related("app"):
             info = engine().inspect(container.name)
             if container.replica not in wanted or info is None or info.status != "running":
+                _remove_container(container)
                 if container.replica in wanted:
+                    # Recorded once the crashed container is gone: a removal that fails is retried by
+                    # the next round, which must not count the same crash again.
                     state = f"exited with code {info.exit_code}" if info else "disappeared"
-                    log.warning("replacing container %s (%s)", container.name, state)
+                    log.warning("replaced container %s (%s)", container.name, state)
                     event_emit(
                         team=app.team,
                         kind="container.crashed",
@@ -393,7 +396,6 @@ def converge_app(app_id: int) -> None:
                         data={"replica": container.replica, "exit_code": info.exit_code if info else None},
                     )
                     record(app_id=app.pk, team_id=app.team_id, restarts=1)
-                _remove_container(container)
         present = set(Container.objects.filter(deployment=live).values_list("replica", flat=True))
         fresh = [_start_container(live, replica) for replica in sorted(wanted - present)]
         if fresh:

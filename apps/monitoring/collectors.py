@@ -29,11 +29,9 @@ from apps.events.services import event_emit
 from apps.monitoring.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, AppHealth, HealthStatus, Resolution
 from apps.monitoring.services import record
 from apps.runtime.engine import ContainerStats, Engine, EngineError
-from apps.runtime.router import HEALTH_CHECK_USER_AGENT
+from apps.runtime.router import HEALTH_CHECK_HEADER, HEALTH_CHECK_USER_AGENT
 
 log = logging.getLogger(__name__)
-
-BACKEND_PREFIX = "app_"  # App.router_backend
 
 
 # --- the router's access log ------------------------------------------------------------------------
@@ -41,10 +39,11 @@ def parse_access_line(line: bytes) -> tuple[int, int, int] | None:
     """(app id, HTTP status, active time in ms) from one line of the router's access log
     ("app_17 500 12"), or None for a line that is not about an app (our own backends, garbage)."""
     parts = line.split()
-    if len(parts) != 3 or not parts[0].startswith(BACKEND_PREFIX.encode()):
+    if len(parts) != 3:
         return None
+    app_id = App.id_of_router_backend(parts[0].decode(errors="replace"))
     try:
-        return int(parts[0][len(BACKEND_PREFIX) :]), int(parts[1]), max(0, int(parts[2]))
+        return (app_id, int(parts[1]), max(0, int(parts[2]))) if app_id is not None else None
     except ValueError:
         return None
 
@@ -72,7 +71,7 @@ class TrafficCounts:
                 counts[LATENCY_FIELDS[bisect_left(LATENCY_BOUNDS_MS, active_ms)]] += 1
                 if 400 <= status < 500:
                     counts["responses_4xx"] += 1
-                elif status >= 500 or status < 100:  # %ST is -1 when the client went away before an answer
+                elif status >= 500:  # (%ST is -1 when the client went away before any answer: neither)
                     counts["responses_5xx"] += 1
 
     def take(self) -> dict[tuple[int, datetime], dict[str, int]]:
@@ -90,13 +89,27 @@ class TrafficCounts:
         counts = self.take()
         if not counts:
             return 0
-        teams = dict(App.objects.filter(pk__in={app_id for app_id, _ in counts}).values_list("pk", "team_id"))
+        pending = dict(counts)
         written = 0
-        for (app_id, start), values in counts.items():
-            if app_id in teams:
-                record(app_id=app_id, team_id=teams[app_id], at=start, **values)
-                written += values["requests"]
+        try:
+            teams = dict(App.objects.filter(pk__in={app_id for app_id, _ in counts}).values_list("pk", "team_id"))
+            for key, values in counts.items():
+                app_id, start = key
+                if app_id in teams:
+                    record(app_id=app_id, team_id=teams[app_id], at=start, **values)
+                    written += values["requests"]
+                del pending[key]
+        except Exception:
+            self.put_back(pending)  # counted again at the next flush: nothing lost to a database blip
+            raise
         return written
+
+    def put_back(self, counts: dict[tuple[int, datetime], dict[str, int]]) -> None:
+        with self._lock:
+            for (app_id, start), values in counts.items():
+                slot = self._counts.setdefault((app_id, int(start.timestamp())), dict.fromkeys(_TRAFFIC_FIELDS, 0))
+                for name, value in values.items():
+                    slot[name] += value
 
 
 _TRAFFIC_FIELDS = ("requests", "responses_4xx", "responses_5xx", "latency_ms_sum", *LATENCY_FIELDS)
@@ -114,6 +127,7 @@ class AccessLogListener:
         self.address = (host, port)
         self.counts = counts
         self.received = 0
+        self.errors = 0
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -151,7 +165,12 @@ class AccessLogListener:
             except OSError:
                 if self._stop.is_set():
                     return
-                raise
+                # Unexpected (the socket is ours and bound): say so and keep reading rather than let
+                # the monitor run on without traffic metrics while it still holds the port.
+                log.exception("reading the access log failed; reading on")
+                self.errors += 1
+                time.sleep(1.0)
+                continue
             if self._stop.is_set():
                 return
             time.sleep(self.BATCH_SECONDS)
@@ -203,11 +222,14 @@ class ResourceSampler:
             if stats is None:
                 continue
             seen[container.docker_id] = stats
-            app = per_app.setdefault(container.app_id, {"team_id": container.team_id, "cpu": 0.0, "memory": 0.0})
+            app = per_app.setdefault(
+                container.app_id, {"team_id": container.team_id, "cpu": 0.0, "memory": 0.0, "cpu_measured": 0}
+            )
             app["memory"] += stats.memory_bytes
             before = self._previous.get(container.docker_id)
             if before is not None and stats.read_at > before.read_at and stats.cpu_ns >= before.cpu_ns:
                 app["cpu"] += 100.0 * (stats.cpu_ns - before.cpu_ns) / ((stats.read_at - before.read_at) * 1e9)
+                app["cpu_measured"] = 1  # a first reading only sets a baseline: no CPU figure this round
         self._previous = seen
         for app_id, values in per_app.items():
             record(
@@ -215,6 +237,7 @@ class ResourceSampler:
                 team_id=int(values["team_id"]),
                 at=at,
                 cpu_percent_sum=round(values["cpu"], 3),
+                cpu_samples=int(values["cpu_measured"]),
                 memory_bytes_sum=values["memory"],
                 memory_bytes_max=int(values["memory"]),
                 resource_samples=1,
@@ -229,7 +252,7 @@ class CheckResult:
     error: str = ""
 
 
-def check_app(app: App, *, router_url: str, timeout: float) -> CheckResult:
+def check_app(app: App, *, router_url: str, timeout: float, token: str) -> CheckResult:
     """One HTTP check of an app through the router, as its users reach it: its health path (or
     "/") must answer below 400 (below 500 when it has no health path) within `timeout` seconds."""
     from apps.deployments.orchestrator import app_host
@@ -238,7 +261,7 @@ def check_app(app: App, *, router_url: str, timeout: float) -> CheckResult:
     try:
         response = httpx.get(
             router_url + path,
-            headers={"Host": app_host(app), "User-Agent": HEALTH_CHECK_USER_AGENT},
+            headers={"Host": app_host(app), "User-Agent": HEALTH_CHECK_USER_AGENT, HEALTH_CHECK_HEADER: token},
             timeout=timeout,
             follow_redirects=False,
         )
@@ -269,11 +292,14 @@ def run_health_checks(*, at: datetime | None = None, workers: int = 8) -> dict[s
     PANDASTACK_HEALTH_DOWN_AFTER failures in a row, `health.up` at the next success)."""
     at = at or timezone.now()
     apps = list(monitored_apps())
+    from apps.deployments.orchestrator import router
+
     url = router_url()
     timeout = settings.PANDASTACK_HEALTH_CHECK_TIMEOUT
+    token = router().health_check_token
 
     def check(app: App) -> CheckResult:
-        return check_app(app, router_url=url, timeout=timeout)
+        return check_app(app, router_url=url, timeout=timeout, token=token)
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(apps)))) as pool:
         results = list(pool.map(check, apps)) if apps else []

@@ -52,6 +52,9 @@ class MetricBucket(models.Model):
 
     # From the Docker Engine (one sample per container per sampling round).
     cpu_percent_sum = models.FloatField(default=0.0, help_text="sum over samples of the app's CPU (100 = one core)")
+    cpu_samples = models.PositiveIntegerField(
+        default=0, help_text="sampling rounds that measured CPU (a container's first reading only sets a baseline)"
+    )
     memory_bytes_sum = models.FloatField(default=0.0, help_text="sum over samples of the app's memory in use")
     memory_bytes_max = models.BigIntegerField(default=0, help_text="the largest memory sample")
     resource_samples = models.PositiveIntegerField(default=0, help_text="sampling rounds that measured the app")

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from apps.monitoring.collectors import AccessLogListener, ResourceSampler, TrafficCounts, run_health_checks
+from apps.monitoring.housekeeping import prune_history
 from apps.monitoring.services import rollup
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class Monitor:
         sampler = ResourceSampler(engine())
         self._start_loop("resources", settings.PANDASTACK_STATS_INTERVAL, sampler.sample)
         self._start_loop("health", settings.PANDASTACK_HEALTH_CHECK_INTERVAL, run_health_checks)
-        self._start_loop("rollup", ROLLUP_INTERVAL, rollup)
+        self._start_loop("rollup", ROLLUP_INTERVAL, lambda: (rollup(), prune_history()))
         where = (
             f"udp://127.0.0.1:{self.listener.port}" if self.listener else "off (PANDASTACK_ROUTER_ACCESS_LOG_PORT=0)"
         )

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Sum
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -24,8 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from apps.core.api.errors import error_body
-from apps.monitoring.models import LATENCY_FIELDS, AppHealth, HealthStatus, MetricBucket, Resolution
-from apps.monitoring.selectors import percentile
+from apps.deployments.models import App
+from apps.monitoring.collectors import monitored_apps
+from apps.monitoring.models import AppHealth, HealthStatus, MetricBucket, Resolution
+from apps.monitoring.selectors import aggregates, totals_of
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,12 @@ class PlatformCollector:
     def collect(self) -> Iterator[Metric]:
         from apps.alerts.models import AlertRule, Delivery, Incident
         from apps.cron.models import CronRun
-        from apps.deployments.models import App, Container, Deployment
+        from apps.deployments.models import Container, Deployment
         from apps.teams.models import Team
 
         yield GaugeMetricFamily("pandastack_teams", "Teams on the platform.", value=Team.objects.count())
         yield GaugeMetricFamily("pandastack_apps", "Apps on the platform.", value=App.objects.count())
-        serving = App.objects.filter(desired_running=True, live_deployment__isnull=False).count()
+        serving = monitored_apps().count()
         yield GaugeMetricFamily("pandastack_apps_serving", "Apps with a live deployment, not stopped.", value=serving)
         yield GaugeMetricFamily("pandastack_containers", "Containers placed.", value=Container.objects.count())
         yield _gauge_by("pandastack_deployments", "Deployments by status.", "status", _grouped(Deployment, "status"))
@@ -95,7 +97,7 @@ class PlatformCollector:
             "pandastack_app_current_sessions", "Connections open to the app now.", labels=APP_LABELS
         )
         for backend, counter in sorted(counters.items()):
-            app = apps.get(int(backend.removeprefix("app_"))) if backend.removeprefix("app_").isdigit() else None
+            app = apps.get(App.id_of_router_backend(backend))
             if app is None:
                 continue
             labels = [app["team__slug"], app["name"]]
@@ -118,12 +120,7 @@ class PlatformCollector:
         rows = (
             MetricBucket.objects.filter(resolution=Resolution.RAW, start__gte=timezone.now() - RECENT)
             .values("app_id")
-            .annotate(
-                cpu=Sum("cpu_percent_sum"),
-                samples=Sum("resource_samples"),
-                memory=Max("memory_bytes_max"),
-                **{f: Sum(f) for f in LATENCY_FIELDS},
-            )
+            .annotate(**aggregates())
             .order_by()
         )
         cpu = GaugeMetricFamily(
@@ -141,12 +138,13 @@ class PlatformCollector:
             if app is None:
                 continue
             labels = [app["team__slug"], app["name"]]
-            if row["samples"]:
-                cpu.add_metric(labels, row["cpu"] / row["samples"])
-                memory.add_metric(labels, row["memory"] or 0)
-            histogram = [row[f] or 0 for f in LATENCY_FIELDS]
+            recent = totals_of(row)
+            if recent.cpu_percent is not None:
+                cpu.add_metric(labels, recent.cpu_percent)
+            if recent.sums["resource_samples"]:
+                memory.add_metric(labels, recent.memory_bytes_max)
             for q in (0.5, 0.95, 0.99):
-                value = percentile(histogram, q)
+                value = recent.latency(q)
                 if value is not None:
                     latency.add_metric([*labels, str(q)], value)
         yield cpu

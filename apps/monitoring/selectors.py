@@ -14,10 +14,22 @@ from django.utils import timezone
 from apps.monitoring.models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, AppHealth, HealthStatus, MetricBucket, Resolution
 
 ADDITIVE_FIELDS: tuple[str, ...] = (
-    "requests", "responses_4xx", "responses_5xx", "latency_ms_sum", *LATENCY_FIELDS, "cpu_percent_sum",
+    "requests", "responses_4xx", "responses_5xx", "latency_ms_sum", *LATENCY_FIELDS, "cpu_percent_sum", "cpu_samples",
     "memory_bytes_sum", "resource_samples", "restarts", "health_checks", "health_failures",
 )  # fmt: skip
 MAX_FIELDS: tuple[str, ...] = ("memory_bytes_max",)
+
+
+def aggregates() -> dict[str, Sum | Max]:
+    """Database aggregates adding up buckets: sums, and the maximum of the maxima."""
+    return {f: Sum(f) for f in ADDITIVE_FIELDS} | {f: Max(f) for f in MAX_FIELDS}
+
+
+def totals_of(row: dict[str, float | int | None]) -> Totals:
+    """Totals from a row of aggregates()."""
+    return Totals(
+        sums={f: row.get(f) or 0 for f in ADDITIVE_FIELDS}, memory_bytes_max=int(row.get("memory_bytes_max") or 0)
+    )
 
 
 def retention(resolution: int) -> timedelta:
@@ -82,7 +94,7 @@ class Totals:
 
     @property
     def cpu_percent(self) -> float | None:
-        samples = self.sums.get("resource_samples", 0)
+        samples = self.sums.get("cpu_samples", 0)
         return round(self.sums.get("cpu_percent_sum", 0.0) / samples, 3) if samples else None
 
     @property
@@ -129,9 +141,7 @@ def window_totals(app_id: int, *, since: datetime, until: datetime | None = None
     query = MetricBucket.objects.filter(app_id=app_id, resolution=Resolution.RAW, start__gte=since)
     if until is not None:
         query = query.filter(start__lt=until)
-    row = query.aggregate(**{f: Sum(f) for f in ADDITIVE_FIELDS}, memory_bytes_max=Max("memory_bytes_max"))
-    memory = row.pop("memory_bytes_max") or 0
-    return Totals(sums={k: v or 0 for k, v in row.items()}, memory_bytes_max=int(memory))
+    return totals_of(query.aggregate(**aggregates()))
 
 
 def health_up(app_id: int) -> float | None:
@@ -148,26 +158,49 @@ SERIES = (
 MAX_POINTS = 1000
 
 
-def resolution_for(start: datetime, step: int, now: datetime | None = None) -> int:
-    """The finest resolution that divides the step and still holds data as old as `start`."""
+def resolution_for(start: datetime, step: int, now: datetime | None = None) -> int | None:
+    """The finest stored resolution that divides the step and still holds data as old as `start`;
+    None when none does (the caller asks for a larger step)."""
     now = now or timezone.now()
     for resolution in sorted(Resolution.values):
         if step % resolution == 0 and now - retention(resolution) <= start:
             return resolution
-    return max(Resolution.values)
+    return None
+
+
+def smallest_step(start: datetime, now: datetime | None = None) -> int | None:
+    """The smallest step a range starting at `start` can be asked for (None: older than any retention)."""
+    now = now or timezone.now()
+    kept = [r for r in sorted(Resolution.values) if now - retention(r) <= start]
+    return kept[0] if kept else None
 
 
 def series(app_id: int, *, start: datetime, end: datetime, step: int, now: datetime | None = None) -> dict[str, object]:
     """Time series of every figure in SERIES for one app, one point per `step` seconds from the
     bucket holding `start` to the one holding `end`; a point without data is None (counts are 0).
-    The caller validates that step divides by 10 and that the range has at most MAX_POINTS points."""
+
+    Points come from the coarsest-enough resolution; the latest periods, which a coarser resolution
+    holds only once they have ended and been rolled up, come from the finer ones. The caller checks
+    that resolution_for() found a resolution and that there are at most MAX_POINTS points."""
+    now = now or end
     resolution = resolution_for(start, step, now)
+    if resolution is None:
+        raise ValueError(f"no stored resolution serves step {step} from {start}")
     first = bucket_start(start, step)
-    rows = MetricBucket.objects.filter(app_id=app_id, resolution=resolution, start__gte=first, start__lte=end).order_by(
-        "start"
-    )
+    buckets = list(MetricBucket.objects.filter(app_id=app_id, resolution=resolution, start__gte=first, start__lte=end))
+    covered_until = max((b.start for b in buckets), default=first - timedelta(seconds=resolution))
+    covered_until += timedelta(seconds=resolution)
+    for finer in sorted((r for r in Resolution.values if r < resolution), reverse=True):
+        newer = list(
+            MetricBucket.objects.filter(
+                app_id=app_id, resolution=finer, start__gte=max(first, covered_until), start__lte=end
+            )
+        )
+        if newer:
+            buckets += newer
+            covered_until = max(b.start for b in newer) + timedelta(seconds=finer)
     grouped: dict[datetime, list[MetricBucket]] = {}
-    for bucket in rows:
+    for bucket in buckets:
         grouped.setdefault(bucket_start(bucket.start, step), []).append(bucket)
     points = math.floor((end - first).total_seconds() / step) + 1
     timestamps = [first + timedelta(seconds=i * step) for i in range(points)]
@@ -176,7 +209,7 @@ def series(app_id: int, *, start: datetime, end: datetime, step: int, now: datet
         summary = totals(grouped.get(at, ())).summary()
         for name in SERIES:
             out[name].append(summary[name])
-    overall = totals(bucket for at in timestamps for bucket in grouped.get(at, ()))
+    overall = totals(buckets)
     return {
         "resolution": resolution,
         "timestamps": timestamps,

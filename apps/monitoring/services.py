@@ -6,12 +6,12 @@ import itertools
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Sum
+from django.db.models import F, Max
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from apps.monitoring.models import MetricBucket, Resolution
-from apps.monitoring.selectors import ADDITIVE_FIELDS, bucket_start, retention
+from apps.monitoring.selectors import ADDITIVE_FIELDS, aggregates, bucket_start, retention
 
 _FIELDS = frozenset(ADDITIVE_FIELDS) | {"memory_bytes_max"}
 
@@ -57,7 +57,8 @@ def rollup(*, now: datetime | None = None) -> dict[int, int]:
         # Periods that ended (plus one raw bucket of grace for late writers) and whose source is kept.
         until = bucket_start(now - timedelta(seconds=Resolution.RAW), coarser)
         since = bucket_start(now - retention(finer), coarser) + timedelta(seconds=coarser)
-        written[coarser] = _rollup_range(finer, coarser, since, until)
+        with transaction.atomic():  # a pass that fails half-way writes nothing (the next one redoes it)
+            written[coarser] = _rollup_range(finer, coarser, since, until)
     for resolution in tiers:
         MetricBucket.objects.filter(resolution=resolution, start__lt=now - retention(resolution)).delete()
     return written
@@ -75,13 +76,12 @@ def _rollup_range(finer: int, coarser: int, since: datetime, until: datetime) ->
     if since >= until:
         return 0
     source = MetricBucket.objects.filter(resolution=finer, start__gte=since, start__lt=until)
-    aggregates = {f: Sum(f) for f in ADDITIVE_FIELDS} | {"memory_bytes_max": Max("memory_bytes_max")}
     periods: dict[tuple[int, datetime], int] = {}
     for row in source.values("app_id", "team_id", "start"):
         periods[(row["app_id"], bucket_start(row["start"], coarser))] = row["team_id"]
     for (app_id, start), team_id in periods.items():
         end = start + timedelta(seconds=coarser)
-        sums = source.filter(app_id=app_id, start__gte=start, start__lt=end).aggregate(**aggregates)
+        sums = source.filter(app_id=app_id, start__gte=start, start__lt=end).aggregate(**aggregates())
         MetricBucket.objects.update_or_create(
             app_id=app_id,
             resolution=coarser,

@@ -44,6 +44,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess  # nosec B404
@@ -139,8 +140,11 @@ _FRONTEND = "ps.http"
 _METRICS_FRONTEND = "ps.metrics"
 _NO_APP = "ps.no_app"
 # One access-log line per request: backend, HTTP status, active time in ms (request received ->
-# response sent, without client idle time). Our own health checks are not logged.
+# response sent, without client idle time). Our own health checks are not logged: they carry this
+# header with the router's secret token (HAProxyRouter.health_check_token), which is removed before
+# the request reaches the app — so no client can hide its requests from the metrics.
 ACCESS_LOG_FORMAT = "%b %ST %Ta"
+HEALTH_CHECK_HEADER = "X-PandaStack-Health"
 HEALTH_CHECK_USER_AGENT = "PandaStack-Health/1"
 
 
@@ -409,6 +413,28 @@ class HAProxyRouter:
             access_log_port=int(access_log_port) if access_log_port else None,
         )
 
+    @property
+    def health_check_token(self) -> str:
+        """The secret the platform's health checks send in HEALTH_CHECK_HEADER (made once, kept in
+        the state directory, readable by the platform's processes only)."""
+        path = self.state_dir / "health-token"
+        token = _read(path)
+        if token is None or not re.fullmatch(r"[A-Za-z0-9]{32}", token.strip()):
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            candidate = secrets.token_hex(16)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it first (or a broken one is there)
+                token = _read(path)
+                if token is not None and re.fullmatch(r"[A-Za-z0-9]{32}", token.strip()):
+                    return token.strip()
+                _write_atomic(path, candidate)
+                return candidate
+            with os.fdopen(fd, "w") as fh:
+                fh.write(candidate)
+            return candidate
+        return token.strip()
+
     # --- lifecycle ----------------------------------------------------------------------------------
     def is_running(self) -> bool:
         """Whether HAProxy runs for this state directory: its master answers, or its master process
@@ -625,7 +651,9 @@ class HAProxyRouter:
             "    log global",
             "    option dontlognull",
             f'    log-format "{ACCESS_LOG_FORMAT}"',
-            f'    http-request set-log-level silent if {{ req.hdr(user-agent) -m str "{HEALTH_CHECK_USER_AGENT}" }}',
+            f"    acl ps_health_check req.hdr({HEALTH_CHECK_HEADER}) -m str {self.health_check_token}",
+            "    http-request set-log-level silent if ps_health_check",
+            f"    http-request del-header {HEALTH_CHECK_HEADER}",
             "    # Replaying a request whose answer never came is safe only for methods without effects.",
             "    http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_OPTIONS",
             f"    use_backend %[req.hdr(host),lower,field(1,:),map({map_path})]",

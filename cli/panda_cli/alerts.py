@@ -126,7 +126,8 @@ WindowOption = Annotated[
         "--window",
         "-w",
         metavar="DURATION",
-        help="Measure over this much time: 30s, 5m, 1h. Default (server): 5m.",
+        help="Measure over this much time: 30s, 5m, 1h. A metric's window is a multiple of 10s, from 30s to the "
+        "server's raw metrics retention (6h by default). Default (server): 5m.",
         show_default=False,
     ),
 ]
@@ -423,9 +424,6 @@ def alerts_create(
 @reports_errors
 def alerts_update(
     name: RuleNameArgument,
-    app: AppTarget = None,
-    cron_job: CronJobTarget = None,
-    project: ProjectTarget = None,
     metric: MetricOption = None,
     event: EventOption = None,
     op: OperatorOption = None,
@@ -456,13 +454,15 @@ def alerts_update(
     """Change an alert rule: only the options given change.
 
     `panda alerts update high-errors --threshold 10 --for 5m`; `panda alerts update high-errors --disabled`.
-    `--app`, `--cron-job` or `--project` alone make the rule watch that instead.
+    What a rule watches stays: to watch another app, cron job or project, create another rule.
     """
     if channel is not None and no_channels:
         raise UsageProblem("give --channel or --no-channels, not both")
+    measure = _measure(metric=metric, event=event)
+    if measure and measure["metric"] != Metric.EVENT:
+        measure["event_kind"] = ""  # an event rule turned into a metric one counts no kind any more
     changes = {
-        **_target(app=app, cron_job=cron_job, project=project),
-        **_measure(metric=metric, event=event),
+        **measure,
         **_settings(
             op=op,
             threshold=threshold,

@@ -317,16 +317,34 @@ def test_update_disable_and_clear_channels(run, api):
     assert json.loads(result.stdout)["enabled"] is False
 
 
-def test_update_to_an_event_rule_on_another_target(run, api):
-    api.on("PATCH", HIGH_ERRORS, reply(200, event_rule_json()))
-    result = run("alerts", "update", "high-errors", "--cron-job", "nightly", "--event", "cron.run_missed")
+def test_update_to_an_event_rule(run, api):
+    api.on("PATCH", HIGH_ERRORS, reply(200, rule_json(metric="event", event_kind="container.crashed")))
+    result = run("alerts", "update", "high-errors", "--event", "container.crashed")
     assert result.exit_code == 0, result.stderr
-    assert api.body(api.requests[0]) == {
-        "scope": "cron_job",
-        "cron_job": "nightly",
-        "metric": "event",
-        "event_kind": "cron.run_missed",
-    }
+    assert api.body(api.requests[0]) == {"metric": "event", "event_kind": "container.crashed"}
+
+
+def test_update_an_event_rule_to_a_metric_clears_its_event_kind(run, api):
+    api.on("PATCH", RULES + "crashes/", reply(200, rule_json("crashes", metric="restarts")))
+    result = run("alerts", "update", "crashes", "--metric", "restarts", "--op", "gte", "-t", "2")
+    assert result.exit_code == 0, result.stderr
+    # The server refuses an event kind on a metric rule: the old one is cleared in the same change.
+    assert api.body(api.requests[0]) == {"metric": "restarts", "event_kind": "", "operator": "gte", "threshold": 2.0}
+
+
+@pytest.mark.parametrize("option", [["--app", "web"], ["-a", "web"], ["--cron-job", "nightly"], ["-p", "shop"]])
+def test_update_cannot_change_what_a_rule_watches(run, api, option):
+    result = run("alerts", "update", "high-errors", *option, "--threshold", "10")
+    assert result.exit_code == 2
+    assert "No such option" in result.stderr
+    assert api.requests == []
+
+
+def test_update_help_offers_no_other_target(run):
+    result = run("alerts", "update", "--help")
+    assert result.exit_code == 0
+    assert "--cron-job" not in result.stdout and "--app" not in result.stdout and "--project" not in result.stdout
+    assert "create another rule" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -393,6 +411,15 @@ def test_channels_list(run, api):
     assert header.split() == ["NAME", "KIND", "ENABLED", "SIGNED", "TARGET"]
     assert first.split() == ["ops-hook", "webhook", "yes", "yes", "https://hooks.example.com/panda"]
     assert second.split() == ["oncall", "email", "yes", "no", "a@example.com,b@example.com"]
+
+
+def test_channels_list_prints_a_masked_target_as_the_api_gives_it(run, api):
+    api.on(
+        "GET", CHANNELS, page([channel_json("chat", kind="slack", target="https://hooks.slack.com/…", signed=False)])
+    )
+    result = run("alerts", "channels", "list")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1].split() == ["chat", "slack", "yes", "no", "https://hooks.slack.com/…"]
 
 
 def test_channels_list_json_and_empty(run, api):

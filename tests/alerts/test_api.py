@@ -134,6 +134,8 @@ def test_cron_job_and_project_rules_by_name(aw: AlertWorld, client_for):
         ({"threshold": True}, "threshold"),
         ({"threshold": None}, "threshold"),
         ({"window_seconds": 5}, "window_seconds"),
+        ({"window_seconds": 125}, "window_seconds"),  # a metric window is whole 10-second buckets
+        ({"window_seconds": 86400}, "window_seconds"),  # longer than raw metrics are kept
         ({"for_seconds": 90000}, "for_seconds"),
         ({"name": "errors"}, "name"),  # taken
         ({"name": "Bad Name"}, "name"),
@@ -147,6 +149,26 @@ def test_bad_rules_are_400_with_the_field_named_and_nothing_written(aw: AlertWor
     error = assert_error(client.post(RULES, payload, format="json"), 400, "invalid")
     assert field in error["fields"], error
     assert (AlertRule.objects.count(), AuditEvent.objects.count()) == before
+
+
+def test_a_metric_window_longer_than_raw_metrics_are_kept_is_a_400_saying_so(aw: AlertWorld, client_for):
+    client = client_for(aw.world, "owner")
+    error = assert_error(client.post(RULES, {**ERRORS_RULE, "window_seconds": 7 * 3600}, format="json"), 400)
+    assert error["fields"]["window_seconds"] == [
+        "At most 21600 seconds for a metric rule: its 10-second buckets are kept that long (event rules may count "
+        "up to 86400 seconds)."
+    ]
+    body = {**ERRORS_RULE, "name": "deploys", "metric": "event", "event_kind": "deployment.failed"}
+    response = client.post(RULES, {**body, "window_seconds": 86400}, format="json")
+    assert response.status_code == 201, response.json()
+    error = assert_error(
+        client.patch(f"{RULES}deploys/", {"metric": "error_rate", "event_kind": ""}, format="json"), 400
+    )
+    assert "window_seconds" in error["fields"]
+    response = client.patch(
+        f"{RULES}deploys/", {"metric": "error_rate", "event_kind": "", "window_seconds": 600}, format="json"
+    )
+    assert response.status_code == 200, response.json()
 
 
 def test_what_a_rule_watches_cannot_be_patched(aw: AlertWorld, client_for):

@@ -5,14 +5,16 @@ import hashlib
 import hmac
 import json
 import socket
+import threading
 
 import pytest
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 
 from apps.alerts import services
 from apps.alerts.models import Delivery, NotificationChannel
 from apps.alerts.tasks import delivery_attempt
+from apps.core.errors import ValidationFailed
 from tests.conftest import assert_error
 from tests.support.receiver import Receiver
 
@@ -147,6 +149,13 @@ def test_a_disabled_channel_sends_nothing(team_a, client_for):
         "http://[::1]/hook",
         "http://[::ffff:127.0.0.1]/hook",
         "http://0.0.0.0/hook",
+        # IPv6 forms that carry a private IPv4 address
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # NAT64 of the cloud metadata address
+        "http://[2002:a00:1::1]/hook",  # 6to4 of 10.0.0.1
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible
+        "http://[::ffff:0:192.168.0.10]/hook",  # IPv4-translated
+        "http://[64:ff9b:1::808:808]/hook",  # NAT64 of a local network: where it leads is not ours to know
     ],
 )
 def test_webhooks_to_private_addresses_are_refused_unless_the_operator_allows_them(
@@ -175,3 +184,145 @@ def test_a_name_that_resolves_to_a_private_address_is_refused_when_sending(team_
     assert row.status == "failed" and row.attempts == 1  # final at once: retrying cannot change the policy
     assert "non-public address: refused" in row.last_error
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("2002:c0a8:1::1", False),  # 6to4 of 192.168.0.1
+        ("::8.8.8.8", True),
+        ("::10.1.2.3", False),
+        ("::ffff:0:8.8.8.8", True),
+        ("::ffff:0:127.0.0.1", False),
+        ("::ffff:169.254.169.254", False),
+        ("2606:4700::1111", True),
+        ("fd00::1", False),
+    ],
+)
+def test_ipv6_addresses_carrying_an_ipv4_address_are_judged_by_it(address, public):
+    assert services._is_public(address) is public
+
+
+# --- what a delivery connects to --------------------------------------------------------------------
+HOOK_HOST = "hooks.example.test"
+
+
+@pytest.fixture
+def public_stand_in(monkeypatch, settings):
+    """Private addresses refused, and the local receivers (127.0.0.1) standing in for a public
+    address that HOOK_HOST resolves to, once: any later lookup of the name answers 10.0.0.1, as a
+    name re-pointed at an internal address between the check and the connection would."""
+    settings.PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = False
+    real_getaddrinfo = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == HOOK_HOST:
+            lookups.append(host)
+            host = "127.0.0.1" if len(lookups) == 1 else "10.0.0.1"
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    real_is_public = services._is_public
+    monkeypatch.setattr(services, "_is_public", lambda address: address == "127.0.0.1" or real_is_public(address))
+    return lookups
+
+
+def hook_channel(client, receiver: Receiver, name: str = "ops") -> None:
+    port = receiver.server.server_address[1]
+    create(client, name=name, kind="webhook", target=f"http://{HOOK_HOST}:{port}/hook")
+
+
+def test_a_delivery_connects_to_the_address_it_checked_not_to_a_second_lookup(
+    team_a, client_for, receiver, public_stand_in
+):
+    client = client_for(team_a, "developer")
+    hook_channel(client, receiver)
+    delivery_id = client.post(f"{BASE}ops/test/").json()["id"]
+    assert services.attempt(delivery_id) is None
+    assert Delivery.objects.get(pk=delivery_id).status == "delivered"
+    assert public_stand_in == [HOOK_HOST]  # resolved once: the connection went to the checked address
+    (request,) = receiver.requests
+    port = receiver.server.server_address[1]
+    assert request["headers"]["Host"] == f"{HOOK_HOST}:{port}"  # the site is still named
+
+
+def test_a_delivery_ignores_proxies_from_the_environment(team_a, client_for, receiver, public_stand_in, monkeypatch):
+    proxy = Receiver()  # would see the request if it went through a proxy
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server.server_address[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        client = client_for(team_a, "developer")
+        hook_channel(client, receiver)
+        assert services.attempt(client.post(f"{BASE}ops/test/").json()["id"]) is None
+        assert len(receiver.requests) == 1 and proxy.requests == []
+    finally:
+        proxy.close()
+
+
+def test_with_private_addresses_allowed_a_delivery_goes_as_before(team_a, client_for, receiver, monkeypatch):
+    """The operator allowed private addresses (the test settings do): no check, the name is looked
+    up by the HTTP client, and a proxy from the environment is used."""
+    proxy = Receiver()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server.server_address[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        client = client_for(team_a, "developer")
+        create(client, name="ops", kind="webhook", target=receiver.url)
+        assert services.attempt(client.post(f"{BASE}ops/test/").json()["id"]) is None
+        assert len(proxy.requests) == 1 and receiver.requests == []
+    finally:
+        proxy.close()
+
+
+# --- who sees a webhook's URL -------------------------------------------------------------------------
+def test_a_webhook_url_is_shown_in_full_only_to_who_may_manage_alerts(team_a, client_for):
+    owner = client_for(team_a, "owner")
+    slack = "https://hooks.slack.com/services/T000/B000/XXXXXXXX?x=1"
+    create(owner, name="chat", kind="slack", target=slack)
+    create(owner, name="hook", kind="webhook", target="https://user:pw@example.com:8443/p/secret")
+    create(owner, name="mail", kind="email", target="ops@example.com")
+    full = {"chat": slack, "hook": "https://user:pw@example.com:8443/p/secret", "mail": "ops@example.com"}
+    for manager in (owner, client_for(team_a, "developer")):
+        assert {c["name"]: c["target"] for c in manager.get(BASE).json()["results"]} == full
+        assert manager.get(f"{BASE}chat/").json()["target"] == slack
+    masked = {"chat": "https://hooks.slack.com/…", "hook": "https://example.com:8443/…", "mail": "ops@example.com"}
+    for reader in (client_for(team_a, "viewer"), client_for(team_a, "owner", scopes=["read"])):
+        assert {c["name"]: c["target"] for c in reader.get(BASE).json()["results"]} == masked
+        assert reader.get(f"{BASE}chat/").json()["target"] == masked["chat"]
+
+
+def test_a_channel_name_taken_by_a_concurrent_create_is_refused_like_any_taken_name(transactional_db, team_a):
+    from apps.alerts.services import channel_create
+    from tests.alerts.conftest import ctx_of
+
+    ctx = ctx_of(team_a)
+    inserted, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                channel_create(ctx=ctx_of(team_a), name="ops", kind="email", target="a@example.com")
+                inserted.set()
+                release.wait(timeout=10)
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert inserted.wait(timeout=10)
+    threading.Timer(0.5, release.set).start()  # the insert below waits for the first to commit
+    with pytest.raises(ValidationFailed) as caught:
+        channel_create(ctx=ctx, name="ops", kind="email", target="b@example.com")
+    thread.join(timeout=10)
+    assert not errors, errors
+    assert caught.value.fields == {"name": ["Already taken."]}
+    assert NotificationChannel.objects.get(name="ops").target == "a@example.com"

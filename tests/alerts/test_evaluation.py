@@ -5,6 +5,7 @@ racing included), event rules, and incidents opened, joined and resolved by them
 
 import threading
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
@@ -19,6 +20,7 @@ from apps.deployments.models import App
 from apps.events.models import PlatformEvent, Severity
 from apps.events.services import event_emit
 from apps.monitoring.models import AppHealth
+from apps.monitoring.selectors import bucket_start
 from apps.teams.models import Project
 from tests.alerts.conftest import AlertWorld
 
@@ -72,7 +74,7 @@ def test_an_error_spike_fires_once_notifies_once_and_resolves_once(aw: AlertWorl
 
     # The bad minute leaves the window: resolved, once.
     after = now + timedelta(seconds=rule.window_seconds)
-    aw.traffic(after - timedelta(seconds=5), requests=100, errors=0)
+    aw.traffic(after - timedelta(seconds=15), requests=100, errors=0)
     assert evaluate_rules(now=after)["resolved"] == 1
     assert evaluate_rules(now=after + timedelta(seconds=2))["resolved"] == 0
     rule.refresh_from_db()
@@ -119,7 +121,7 @@ def test_a_pending_rule_whose_condition_stops_goes_back_to_ok_without_a_word(aw:
     evaluate_rules(now=now)
     assert state(rule) == "pending"
 
-    aw.traffic(now + timedelta(seconds=300), errors=0)
+    aw.traffic(now + timedelta(seconds=295), errors=0)
     evaluate_rules(now=now + timedelta(seconds=310))  # the bad bucket left the window
     rule.refresh_from_db()
     assert (rule.state, rule.pending_since) == ("ok", None)
@@ -127,7 +129,7 @@ def test_a_pending_rule_whose_condition_stops_goes_back_to_ok_without_a_word(aw:
     assert not PlatformEvent.objects.exists()
 
     # Bad again: the wait starts over.
-    aw.traffic(now + timedelta(seconds=400), errors=20)
+    aw.traffic(now + timedelta(seconds=395), errors=20)
     evaluate_rules(now=now + timedelta(seconds=410))
     rule.refresh_from_db()
     assert (rule.state, rule.pending_since) == ("pending", now + timedelta(seconds=410))
@@ -136,11 +138,11 @@ def test_a_pending_rule_whose_condition_stops_goes_back_to_ok_without_a_word(aw:
 def test_a_resolved_rule_can_fire_again_and_notifies_again(aw: AlertWorld):
     rule = aw.rule(window_seconds=60)
     now = timezone.now()
-    aw.traffic(now - timedelta(seconds=10), errors=20)
+    aw.traffic(now - timedelta(seconds=15), errors=20)
     evaluate_rules(now=now)
     evaluate_rules(now=now + timedelta(seconds=120))
     assert state(rule) == "resolved"
-    aw.traffic(now + timedelta(seconds=230), errors=20)
+    aw.traffic(now + timedelta(seconds=225), errors=20)
     assert evaluate_rules(now=now + timedelta(seconds=240))["fired"] == 1
     assert len(deliveries("alert")) == 2 and len(deliveries("resolved")) == 1
     # The first incident resolved itself: the second firing opens #2.
@@ -189,6 +191,7 @@ def test_metrics_are_read_from_the_apps_window(aw: AlertWorld, metric, operator,
         at,
         requests=0,
         cpu_percent_sum=180.0,
+        cpu_samples=2,
         resource_samples=2,
         memory_bytes_max=512 * 2**20,
         restarts=2,
@@ -242,6 +245,86 @@ def test_one_broken_rule_does_not_stop_the_others(aw: AlertWorld, monkeypatch, c
     assert (summary["errors"], summary["fired"]) == (1, 1)
     assert state(fine) == "firing" and state(broken) == "ok"
     assert "evaluating alert rule" in caplog.text
+
+
+# --- the window a metric rule reads -----------------------------------------------------------------
+def test_a_metric_rule_reads_a_full_window_and_the_bucket_being_written(aw: AlertWorld):
+    """window / 10 whole buckets before the current one, plus the current one so far: fresh data
+    counts at once, and the count never covers less than the window."""
+    rule = aw.rule("traffic", metric="requests", operator="gte", threshold=0, window_seconds=30)
+    boundary = bucket_start(timezone.now(), 10)
+    for seconds_before, requests in ((40, 1000), (30, 1), (20, 2), (10, 4)):
+        aw.traffic(boundary - timedelta(seconds=seconds_before) + timedelta(seconds=1), requests=requests)
+    aw.traffic(boundary + timedelta(seconds=1), requests=100)  # the bucket being written
+
+    for offset in (0, 3, 9.9):
+        evaluate_rules(now=boundary + timedelta(seconds=offset))
+        rule.refresh_from_db()
+        assert rule.last_value == 1 + 2 + 4 + 100, offset
+    evaluate_rules(now=boundary + timedelta(seconds=10))  # a new bucket begins: the oldest goes out
+    rule.refresh_from_db()
+    assert rule.last_value == 2 + 4 + 100
+
+
+def test_a_low_traffic_rule_does_not_flap_on_the_bucket_being_written(aw: AlertWorld):
+    """Steady traffic of 10 requests per 10 seconds never looks like fewer than 30 over 30 s, wherever
+    in the current bucket the evaluation falls."""
+    rule = aw.rule("quiet", metric="requests", operator="lt", threshold=30, window_seconds=30)
+    boundary = bucket_start(timezone.now(), 10)
+    for seconds in range(-60, 0, 10):
+        aw.traffic(boundary + timedelta(seconds=seconds + 2), requests=10)
+    aw.traffic(boundary + timedelta(seconds=2), requests=3)  # the bucket being written: 3 so far
+    for offset in (0, 2.5, 5, 7.5, 9.9):
+        summary = evaluate_rules(now=boundary + timedelta(seconds=offset))
+        assert summary["evaluated"] == 1 and summary["pending"] + summary["fired"] == 0, offset
+        rule.refresh_from_db()
+        assert (rule.state, rule.last_value) == ("ok", 33.0), offset
+
+
+# --- when an evaluation happens ---------------------------------------------------------------------
+def test_an_evaluation_older_than_the_rules_last_one_is_skipped(aw: AlertWorld):
+    """A slow evaluator still working with an older clock leaves alone a rule another one evaluated
+    more recently: here it would fire again a rule that has just resolved."""
+    rule = aw.rule(window_seconds=60)
+    now = timezone.now()
+    aw.traffic(now - timedelta(seconds=30), errors=50)
+    assert evaluate_rules(now=now)["fired"] == 1
+    assert evaluate_rules(now=now + timedelta(seconds=120))["resolved"] == 1  # the errors left the window
+
+    stale = evaluate_rules(now=now + timedelta(seconds=1))  # the errors are in this one's window
+    assert (stale["skipped"], stale["fired"]) == (1, 0)
+    rule.refresh_from_db()
+    assert (rule.state, rule.last_evaluated_at) == ("resolved", now + timedelta(seconds=120))
+    assert len(deliveries("alert")) == 1 and len(deliveries("resolved")) == 1
+    assert Incident.objects.get().status == "resolved"
+    # The same time again is not older: evaluated (and nothing changes).
+    assert evaluate_rules(now=now + timedelta(seconds=120))["evaluated"] == 1
+
+
+def test_each_rule_is_evaluated_at_the_time_it_is_locked(aw: AlertWorld, monkeypatch):
+    """Without an explicit time, the clock is read for each rule once the rule is locked, not once for
+    the whole round (a round can take a while)."""
+    first = aw.rule("first", metric="requests", operator="gte", threshold=0)
+    second = aw.rule("second", metric="requests", operator="gte", threshold=0)
+    start = timezone.now()
+    ticks = iter(start + timedelta(seconds=n) for n in range(100))
+    locked: list[int] = []
+    real_select_for_update = AlertRule.objects.select_for_update
+
+    def clock() -> datetime:
+        assert locked, "the clock was read before the rule was locked"
+        return next(ticks)
+
+    def select_for_update(*args, **kwargs):
+        locked.append(1)
+        return real_select_for_update(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "timezone", SimpleNamespace(now=clock))
+    monkeypatch.setattr(AlertRule.objects, "select_for_update", select_for_update)
+    assert evaluate_rules()["fired"] == 2
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.last_evaluated_at, second.last_evaluated_at) == (start, start + timedelta(seconds=1))
 
 
 # --- event rules ------------------------------------------------------------------------------------
@@ -335,6 +418,13 @@ def test_the_alerts_own_events_never_feed_an_event_count(aw: AlertWorld):
     assert not [k for k in EVENT_KINDS if k.startswith(("alert.", "incident."))]
 
 
+def test_event_counts_have_an_index_of_their_own(db):
+    """An event rule counts a team's events of one kind in a time window: (team, kind, created_at)."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, PlatformEvent._meta.db_table)
+    assert any(c["index"] and c["columns"] == ["team_id", "kind", "created_at"] for c in constraints.values())
+
+
 # --- incidents --------------------------------------------------------------------------------------
 def test_alerts_of_one_project_join_its_open_incident_which_resolves_when_all_have(aw: AlertWorld):
     errors = aw.rule("errors", severity="warning")
@@ -347,7 +437,7 @@ def test_alerts_of_one_project_join_its_open_incident_which_resolves_when_all_ha
     assert incident.title.startswith("errors: error_rate of api")
 
     aw.traffic(now, requests=500, errors=100, latency_le_50ms=0, latency_le_500ms=500)  # slow, still failing
-    evaluate_rules(now=now + timedelta(seconds=10))
+    evaluate_rules(now=now + timedelta(seconds=20))
     assert state(slow) == "firing"
     incident.refresh_from_db()
     assert Incident.objects.count() == 1
@@ -356,8 +446,8 @@ def test_alerts_of_one_project_join_its_open_incident_which_resolves_when_all_ha
     assert kinds().count("incident.opened") == 1
 
     # The errors rule resolves (plenty of good requests), the latency one still fires.
-    aw.traffic(now + timedelta(seconds=10), requests=10000, latency_le_50ms=0, latency_le_500ms=10000)
-    evaluate_rules(now=now + timedelta(seconds=20))
+    aw.traffic(now + timedelta(seconds=20), requests=10000, latency_le_50ms=0, latency_le_500ms=10000)
+    evaluate_rules(now=now + timedelta(seconds=40))
     assert (state(errors), state(slow)) == ("resolved", "firing")
     incident.refresh_from_db()
     assert incident.status == "open"
@@ -381,13 +471,13 @@ def test_an_acknowledged_incident_is_joined_a_resolved_one_is_not(aw: AlertWorld
     evaluate_rules(now=now)
     first = Incident.objects.get()
     incident_acknowledge(ctx=aw.ctx, incident=first)
-    aw.traffic(now, requests=1500, errors=150)  # "a" keeps failing
+    aw.traffic(now - timedelta(seconds=30), requests=1500, errors=150)  # "a" keeps failing
     evaluate_rules(now=now + timedelta(seconds=1))
     assert state(b) == "firing"
     assert first.alerts.count() == 2 and Incident.objects.count() == 1
 
     incident_resolve(ctx=aw.ctx, incident=first)
-    aw.traffic(now, requests=1000, errors=100)
+    aw.traffic(now - timedelta(seconds=30), requests=1000, errors=100)
     evaluate_rules(now=now + timedelta(seconds=2))
     assert state(c) == "firing"
     second = Incident.objects.exclude(pk=first.pk).get()
@@ -451,7 +541,7 @@ def test_two_evaluators_racing_notify_exactly_once_per_firing_and_resolution(tra
     for n in range(rounds):
         start = base + timedelta(seconds=1000 * n)
         for app in apps:
-            aw.traffic(start - timedelta(seconds=5), errors=50, app=app)
+            aw.traffic(start - timedelta(seconds=15), errors=50, app=app)
         race(start)  # every rule fires
         race(start + timedelta(seconds=1))  # still firing: nothing new
         race(start + timedelta(seconds=100))  # the errors left the window: every rule resolves

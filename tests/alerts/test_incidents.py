@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from apps.alerts.evaluation import evaluate_rules
 from apps.alerts.incidents import incident_acknowledge, incident_resolve, incident_timeline, incident_update
-from apps.alerts.models import Incident
+from apps.alerts.models import AlertRule, Incident
 from apps.audit.models import AuditEvent
 from apps.core.errors import Conflict, ValidationFailed
 from apps.deployments.models import App
@@ -130,3 +130,76 @@ def test_the_timeline_is_the_teams_own(aw: AlertWorld, incident: Incident, team_
     App.objects.create(team=team_b.team, project=team_b.project, name="api")
     emit(team_b.project, "deployment.failed")
     assert all(e.team_id == aw.team.pk for e in incident_timeline(incident))
+
+
+# --- rules deleted with what they watch -----------------------------------------------------------------
+def test_deleting_an_app_closes_its_rules_firings_and_the_incident_resolves_by_itself(aw: AlertWorld):
+    from apps.deployments.services import app_delete
+
+    errors = aw.rule("errors")
+    aw.rule("slow", metric="latency_p50_ms", threshold=10)  # both fire, in one incident
+    now = timezone.now()
+    aw.traffic(now - timedelta(seconds=30), errors=50, latency_le_50ms=0, latency_le_100ms=100)
+    evaluate_rules(now=now)
+    incident = Incident.objects.get()
+    assert incident.alerts.filter(resolved_at__isnull=True).count() == 2
+
+    app_delete(ctx=aw.ctx, app=aw.app, confirm="api")
+
+    assert not AlertRule.objects.filter(app_id=errors.app_id).exists()
+    incident.refresh_from_db()
+    assert (incident.status, incident.resolved_by) == ("resolved", "auto")
+    assert [(a.rule, a.resolved_at is not None) for a in incident.alerts.all()] == [(None, True), (None, True)]
+    assert PlatformEvent.objects.filter(kind="incident.resolved").count() == 1
+
+    # A later firing in the project opens an incident of its own instead of joining the dead one.
+    other = App.objects.create(team=aw.team, project=aw.world.project, name="worker")
+    aw.rule("worker-errors", app=other)
+    aw.traffic(now + timedelta(seconds=20), errors=50, app=other)
+    evaluate_rules(now=now + timedelta(seconds=40))
+    assert list(Incident.objects.order_by("number").values_list("number", "status")) == [
+        (1, "resolved"),
+        (2, "open"),
+    ]
+
+
+def test_deleting_a_cron_job_closes_its_rules_firing_other_firings_keep_the_incident_open(aw: AlertWorld):
+    from apps.cron.services import cron_job_delete
+
+    aw.rule("errors")
+    aw.rule(
+        "nightly-fails", scope="cron_job", app=None, cron_job=aw.job, metric="event", event_kind="cron.run_failed",
+        threshold=0, window_seconds=600,
+    )  # fmt: skip
+    now = timezone.now()
+    aw.traffic(now - timedelta(seconds=30), errors=50)
+    emit(aw.job, "cron.run_failed")
+    evaluate_rules(now=timezone.now() + timedelta(seconds=1))
+    incident = Incident.objects.get()
+    assert incident.alerts.filter(resolved_at__isnull=True).count() == 2
+
+    cron_job_delete(ctx=aw.ctx, job=aw.job, confirm="nightly")
+
+    closed = incident.alerts.get(rule_name="nightly-fails")
+    assert (closed.rule, closed.resolved_at is not None) == (None, True)
+    incident.refresh_from_db()
+    assert incident.status == "open"  # "errors" still fires in it
+
+
+def test_deleting_a_project_takes_its_incidents_along_without_a_trace_left_behind(aw: AlertWorld):
+    from django.db import connection
+
+    aw.rule(
+        "deploys", scope="project", app=None, project=aw.world.project, metric="event", event_kind="deployment.failed",
+        threshold=0,
+    )  # fmt: skip
+    emit(aw.app, "deployment.failed")
+    evaluate_rules(now=timezone.now() + timedelta(seconds=1))
+    assert Incident.objects.get().alerts.filter(resolved_at__isnull=True).exists()
+    aw.app.delete()  # a project with apps or cron jobs cannot be deleted
+    aw.job.delete()
+    aw.world.project.delete()
+    assert not Incident.objects.exists() and not AlertRule.objects.exists()
+    # No event was written about the incident going with it (it would point at the deleted project).
+    connection.check_constraints()
+    assert not PlatformEvent.objects.filter(kind="incident.resolved").exists()

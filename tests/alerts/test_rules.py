@@ -2,10 +2,12 @@
 change is audited, and that a changed condition, disabling or deleting starts the rule again from
 ok without leaving an incident waiting for a firing that will never resolve."""
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.alerts.evaluation import evaluate_rules
@@ -77,6 +79,12 @@ def test_cron_job_and_project_rules(aw: AlertWorld):
         ({"threshold": "5"}, "threshold"),
         ({"window_seconds": 9}, "window_seconds"),
         ({"window_seconds": 86401}, "window_seconds"),
+        ({"window_seconds": 20}, "window_seconds"),  # a metric reads at least 3 whole 10-second buckets
+        ({"window_seconds": 45}, "window_seconds"),  # not whole buckets
+        ({"window_seconds": 6 * 3600 + 10}, "window_seconds"),  # longer than raw metrics are kept
+        ({"metric": "up", "window_seconds": 15}, "window_seconds"),
+        ({"metric": "event", "event_kind": "container.crashed", "window_seconds": 9}, "window_seconds"),
+        ({"metric": "event", "event_kind": "container.crashed", "window_seconds": 86401}, "window_seconds"),
         ({"for_seconds": -1}, "for_seconds"),
         ({"for_seconds": 86401}, "for_seconds"),
         ({"severity": "meh"}, "severity"),
@@ -92,6 +100,27 @@ def test_invalid_rules_are_refused_with_the_field_named(aw: AlertWorld, fields: 
     assert all(isinstance(m, str) and m for m in errors[field])
 
 
+def test_metric_windows_are_whole_raw_buckets_within_their_retention_event_windows_any_length(aw: AlertWorld, settings):
+    assert aw.rule("shortest", window_seconds=30).window_seconds == 30
+    assert aw.rule("longest", window_seconds=6 * 3600).window_seconds == 6 * 3600
+    message = refused(aw, window_seconds=25)["window_seconds"][0]
+    assert "multiple of 10 seconds, at least 30" in message
+    settings.PANDASTACK_METRICS_RETENTION = {**settings.PANDASTACK_METRICS_RETENTION, 10: 3600}
+    message = refused(aw, window_seconds=3610)["window_seconds"][0]
+    assert message.startswith("At most 3600 seconds for a metric rule")
+    events = {"metric": "event", "event_kind": "container.crashed"}
+    assert aw.rule("events-short", **events, window_seconds=15).window_seconds == 15
+    assert aw.rule("events-long", **events, window_seconds=86400).window_seconds == 86400
+    # Turning an event rule into a metric one checks its window again.
+    rule = AlertRule.objects.get(name="events-short")
+    with pytest.raises(ValidationFailed) as caught:
+        rule_update(ctx=aw.ctx, rule=rule, metric="requests", event_kind="")
+    assert set(caught.value.fields) == {"window_seconds"}
+    with pytest.raises(ValidationFailed) as caught:
+        rule_update(ctx=aw.ctx, rule=aw.rule("metric"), window_seconds=35)
+    assert set(caught.value.fields) == {"window_seconds"}
+
+
 def test_every_wrong_field_is_named_at_once(aw: AlertWorld):
     errors = refused(aw, app=None, operator="x", window_seconds=5, severity="loud")
     assert {"app", "operator", "window_seconds", "severity"} <= set(errors)
@@ -105,6 +134,37 @@ def test_a_taken_name_and_a_bad_name_are_refused(aw: AlertWorld):
     with pytest.raises(ValidationFailed) as caught:
         aw.rule("Not A Slug")
     assert "name" in caught.value.fields
+
+
+def test_a_name_taken_by_a_concurrent_create_is_refused_like_any_taken_name(transactional_db, aw: AlertWorld):
+    """Two creates of one name at once both pass the existence check; the second insert then hits the
+    unique constraint, which must be the same 'already taken' as the check (not a server error)."""
+    inserted, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                aw.rule("errors")
+                inserted.set()
+                release.wait(timeout=10)
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert inserted.wait(timeout=10)
+    # The first create has inserted the row and not committed: this one's check does not see it, and
+    # its insert waits for the first transaction, which commits a little later.
+    threading.Timer(0.5, release.set).start()
+    with pytest.raises(ValidationFailed) as caught:
+        aw.rule("errors")
+    thread.join(timeout=10)
+    assert not errors, errors
+    assert caught.value.fields == {"name": ["Already taken."]}
+    assert AlertRule.objects.filter(name="errors").count() == 1
 
 
 def test_another_teams_resources_and_channels_are_refused(aw: AlertWorld, team_b: TeamWorld):

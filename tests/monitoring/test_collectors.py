@@ -104,7 +104,7 @@ def test_prometheus_endpoint_query_count_stays_flat_as_apps_grow(
             for i in range(App.objects.count(), n):
                 app = App.objects.create(team=team_a.team, project=team_a.project, name=f"app{i}")
                 record(app_id=app.pk, team_id=app.team_id, requests=3, latency_le_5ms=3, resource_samples=1,
-                       cpu_percent_sum=5, memory_bytes_max=2**20)  # fmt: skip
+                       cpu_percent_sum=5, cpu_samples=1, memory_bytes_max=2**20)  # fmt: skip
             with django_assert_max_num_queries(14):
                 response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken")
             assert response.status_code == 200

@@ -68,13 +68,15 @@ def test_percentile_interpolates_inside_the_bucket() -> None:
 
 @pytest.mark.django_db
 def test_record_adds_and_keeps_the_largest_memory(app: App) -> None:
-    record(app_id=app.pk, team_id=app.team_id, at=T0, cpu_percent_sum=20, memory_bytes_sum=100, memory_bytes_max=100,
-           resource_samples=1)  # fmt: skip
-    record(app_id=app.pk, team_id=app.team_id, at=T0 + timedelta(seconds=5), cpu_percent_sum=40,
+    record(app_id=app.pk, team_id=app.team_id, at=T0, cpu_percent_sum=20, cpu_samples=1, memory_bytes_sum=100,
+           memory_bytes_max=100, resource_samples=1)  # fmt: skip
+    record(app_id=app.pk, team_id=app.team_id, at=T0 + timedelta(seconds=5), cpu_percent_sum=40, cpu_samples=1,
            memory_bytes_sum=300, memory_bytes_max=300, resource_samples=1)  # fmt: skip
-    record(app_id=app.pk, team_id=app.team_id, at=T0 + timedelta(seconds=6), memory_bytes_max=200)
+    # A round that only set CPU baselines: memory measured, no CPU figure (does not drag the average down).
+    record(app_id=app.pk, team_id=app.team_id, at=T0 + timedelta(seconds=6), memory_bytes_sum=200,
+           memory_bytes_max=200, resource_samples=1)  # fmt: skip
     bucket = MetricBucket.objects.get(app=app)
-    assert (bucket.cpu_percent_sum, bucket.resource_samples, bucket.memory_bytes_max) == (60, 2, 300)
+    assert (bucket.cpu_percent_sum, bucket.resource_samples, bucket.memory_bytes_max) == (60, 3, 300)
     assert totals([bucket]).cpu_percent == 30
     with pytest.raises(ValueError, match="unknown metric fields"):
         record(app_id=app.pk, team_id=app.team_id, requests=1, bogus=2)
@@ -153,3 +155,48 @@ def test_series_points_and_summary(app: App) -> None:
     assert data["series"]["error_rate"] == [None, None, 100.0, None, None, 0.0]
     assert data["summary"]["requests"] == 6
     assert data["summary"]["responses_5xx"] == 2
+
+
+@pytest.mark.django_db
+def test_old_events_and_deliveries_are_pruned(team_a, app: App, settings) -> None:
+    from apps.alerts.models import Delivery, NotificationChannel
+    from apps.events.models import PlatformEvent
+    from apps.events.services import event_emit
+    from apps.monitoring.housekeeping import prune_history
+
+    settings.PANDASTACK_HISTORY_RETENTION_DAYS = 30
+    old, recent = (event_emit(team=team_a.team, kind="health.down", subject=app, message=m) for m in ("old", "new"))
+    PlatformEvent.objects.filter(pk=old.pk).update(created_at=T0 - timedelta(days=31))
+    channel = NotificationChannel.objects.create(team=team_a.team, name="ops", kind="email", target="a@example.com")
+    _done, retrying = (Delivery.objects.create(team=team_a.team, channel=channel, subject=s, status=st)
+                      for s, st in (("done", "delivered"), ("retrying", "pending")))  # fmt: skip
+    Delivery.objects.update(created_at=T0 - timedelta(days=40))
+    assert prune_history(now=T0) == {"events": 1, "deliveries": 1}
+    assert list(PlatformEvent.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert list(Delivery.objects.values_list("pk", flat=True)) == [retrying.pk]
+
+
+@pytest.mark.django_db
+def test_series_at_a_coarse_resolution_takes_the_latest_periods_from_finer_buckets(app: App, settings) -> None:
+    """Hourly points for a 2-day range: hours already rolled up come from the 5-minute tier; the
+    current hour, not rolled up yet, from the raw buckets — nothing missing at the end."""
+    now = T0 + timedelta(minutes=30)
+    for minutes in range(0, 150, 5):  # 12:00 -> 14:25 the day before... and up to now
+        at = T0 - timedelta(hours=2) + timedelta(minutes=minutes)
+        record(app_id=app.pk, team_id=app.team_id, at=at, requests=2)
+    rollup(now=T0 + timedelta(seconds=20))  # rolls up the hours before T0 (not the current one)
+    data = series(app.pk, start=now - timedelta(days=2), end=now, step=3600, now=now)
+    assert data["resolution"] == 300
+    assert data["summary"]["requests"] == 60  # every request once: rolled-up hours plus the raw newest ones
+    assert data["series"]["requests"][-3:] == [24, 24, 12]
+
+
+def test_a_step_no_stored_resolution_serves_is_a_clear_400(team_a, client_for, app) -> None:
+    from tests.conftest import assert_error
+
+    body = assert_error(
+        client_for(team_a, "viewer").get("/api/v1/teams/alpha/apps/web/metrics/", {"range": "12h", "step": "60"}),
+        400,
+        "invalid",
+    )
+    assert "multiple of 300" in body["fields"]["step"][0]

@@ -1,4 +1,5 @@
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from django.db import models
 from django.db.models import Prefetch
@@ -33,7 +34,19 @@ from apps.teams.api.serializers import StrictCharField, slug_field
 from apps.teams.models import SLUG_MAX_LENGTH, Project
 
 
+def masked_url(url: str) -> str:
+    """`scheme://host[:port]/…`: where a webhook goes, without the path and query that (for Slack's
+    incoming webhooks and many others) are the credential."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…"
+
+
 class ChannelOutput(serializers.ModelSerializer):
+    target = serializers.CharField(
+        read_only=True,
+        help_text="E-mail addresses, or the webhook's URL: in full only to callers who may manage alerts, "
+        "as scheme://host/… to the others (a webhook URL often works as a password).",
+    )
     signed = serializers.SerializerMethodField(help_text="Whether deliveries carry an HMAC signature.")
 
     class Meta:
@@ -42,6 +55,13 @@ class ChannelOutput(serializers.ModelSerializer):
 
     def get_signed(self, channel: NotificationChannel) -> bool:
         return bool(channel.signing_secret_encrypted)
+
+    def to_representation(self, channel: NotificationChannel) -> dict[str, Any]:
+        data = super().to_representation(channel)
+        ctx = self.context.get("ctx")
+        if channel.kind != ChannelKind.EMAIL and (ctx is None or not ctx.can(Capability.MANAGE_ALERTS)):
+            data["target"] = masked_url(channel.target)
+        return data
 
 
 class ChannelCreateInput(serializers.Serializer):

@@ -3,6 +3,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from django.db import models
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -29,10 +30,11 @@ def parse_duration(value: str, field: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def default_step(range_seconds: int) -> int:
-    """About 60-360 points: the smallest of 10 s, 1 min, 5 min, 1 h, 1 d that keeps it so."""
+def default_step(range_seconds: int, start: Any, end: Any) -> int:
+    """About 60-360 points: the smallest of 10 s, 1 min, 5 min, 1 h, 1 d that keeps it so and that
+    the stored resolutions serve for data as old as `start`."""
     for step in (10, 60, 300, 3600, 86400):
-        if range_seconds / step <= 360:
+        if range_seconds / step <= 360 and selectors.resolution_for(start, step, end) is not None:
             return step
     return 86400
 
@@ -77,17 +79,25 @@ class AppMetricsViewSet(TeamScopedViewSet):
         range_seconds = parse_duration(request.query_params.get("range", "1h"), "range")
         if range_seconds > MAX_RANGE:
             raise ValidationFailed("Range too long.", fields={"range": [f"At most {int(MAX_RANGE // 86400)} days."]})
+        end = timezone.now()
+        start = end - timedelta(seconds=range_seconds)
         raw_step = request.query_params.get("step")
-        step = parse_duration(raw_step, "step") if raw_step else default_step(range_seconds)
+        step = parse_duration(raw_step, "step") if raw_step else default_step(range_seconds, start, end)
         if step % Resolution.RAW:
             raise ValidationFailed("Invalid step.", fields={"step": ["A multiple of 10 seconds."]})
+        if step > range_seconds:
+            raise ValidationFailed("Invalid step.", fields={"step": ["At most the range."]})
         if range_seconds / step > selectors.MAX_POINTS:
             raise ValidationFailed(
                 "Too many points.", fields={"step": [f"At most {selectors.MAX_POINTS} points: use a larger step."]}
             )
-        end = self.request_time()
-        start = end - timedelta(seconds=range_seconds)
-        data = selectors.series(app.pk, start=start, end=end, step=step)
+        if selectors.resolution_for(start, step, end) is None:
+            smallest = selectors.smallest_step(start, end)
+            raise ValidationFailed(
+                "Invalid step for this range.",
+                fields={"step": [f"Data this old is kept in {smallest}-second buckets: use a multiple of {smallest}."]},
+            )
+        data = selectors.series(app.pk, start=start, end=end, step=step, now=end)
         health = AppHealth.objects.filter(app=app).values_list("status", flat=True).first()
         return Response(
             {
@@ -102,9 +112,3 @@ class AppMetricsViewSet(TeamScopedViewSet):
                 "health": health or HealthStatus.UNKNOWN,
             }
         )
-
-    @staticmethod
-    def request_time() -> Any:
-        from django.utils import timezone
-
-        return timezone.now()
