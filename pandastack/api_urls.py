@@ -6,6 +6,7 @@ from apps.accounts.api import MeView
 from apps.alerts.api import views as alerts
 from apps.audit.api.views import AuditEventViewSet
 from apps.cron.api import views as cron
+from apps.databases.api import views as databases
 from apps.deployments.api import views as deployments
 from apps.events.api.views import PlatformEventViewSet
 from apps.monitoring.api.views import AppMetricsViewSet
@@ -61,6 +62,8 @@ APP = "apps/<str:app>"
 CRON_JOB = "cron-jobs/<str:cron_job>"
 CHANNEL = "notification-channels/<str:channel>"
 INCIDENT = "incidents/<str:incident>"
+DATABASE = "databases/<str:database>"
+BACKUP = f"{DATABASE}/backups/<str:backup>"
 
 team_routes = [
     path("", teams.TeamViewSet.as_view(DETAIL), name="team-detail"),
@@ -109,6 +112,14 @@ team_routes = [
     *action_routes(
         INCIDENT, alerts.IncidentViewSet, "incident", {"post": ("acknowledge", "resolve"), "get": ("timeline",)}
     ),
+    *resource_routes("databases", "database", databases.DatabaseViewSet, "database", READ_DELETE),
+    *action_routes(DATABASE, databases.DatabaseViewSet, "database", {"post": ("reveal", "rotate")}),
+    *resource_routes(
+        f"{DATABASE}/attachments", "app", databases.AttachmentViewSet, "database-attachment", {"delete": "destroy"}
+    ),
+    # POST on the backups list captures one (202); a backup is never changed or deleted by hand.
+    *resource_routes(f"{DATABASE}/backups", "backup", databases.BackupViewSet, "backup", {"get": "retrieve"}),
+    *action_routes(BACKUP, databases.BackupViewSet, "backup", {"post": ("restore",), "get": ("download",)}),
     path("events/", PlatformEventViewSet.as_view({"get": "list"}), name="platform-event-list"),
     path("audit-events/", AuditEventViewSet.as_view({"get": "list"}), name="audit-event-list"),
 ]

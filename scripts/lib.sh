@@ -218,6 +218,12 @@ service_packages_needed() {
     if ! port_open 6379 && ! command -v redis-server >/dev/null 2>&1; then
         need+=(redis-server)
     fi
+    # Managed-database backups run the engines' client tools (pg_dump/pg_restore, mariadb-dump).
+    command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
+    command -v mariadb-dump >/dev/null 2>&1 || need+=(mariadb-client)
+    if ! port_open 3306 && ! command -v mariadbd >/dev/null 2>&1; then
+        need+=(mariadb-server)
+    fi
     printf '%s\n' "${need[@]}"
 }
 
@@ -264,6 +270,36 @@ ensure_redis() {
     quietly "redis-server" redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 \
         --save "" --appendonly no --dir "$dir" --logfile "$logdir/ci.log"
     wait_for redis_ready 30 || die "Redis did not answer on 127.0.0.1:6379 within 30s (see $logdir/ci.log)."
+}
+
+mariadb_listening() { port_open 3306; }
+mariadb_ready() { mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1' >/dev/null 2>&1; }
+
+# MariaDB on 127.0.0.1:3306 for the managed-database tests, which connect as root without a password
+# over TCP (a throwaway local server): reuse a running one, else start it; on a fresh install, let
+# root in from 127.0.0.1 (Debian's root logs in through the Unix socket only).
+ensure_mariadb() {
+    if ! port_open 3306; then
+        is_root || die "MariaDB is not running and starting it needs root."
+        [[ -d /var/lib/mysql/mysql ]] ||
+            quietly "mariadb-install-db" mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db
+        mkdir -p /run/mysqld /var/log/mysql
+        chown mysql:mysql /run/mysqld /var/log/mysql
+        log "starting MariaDB on 127.0.0.1:3306"
+        nohup mariadbd-safe --user=mysql --bind-address=127.0.0.1 --port=3306 --skip-name-resolve \
+            >/var/log/mysql/ci-start.log 2>&1 &
+        wait_for mariadb_listening 60 || die "MariaDB did not listen on 127.0.0.1:3306 within 60s (see /var/log/mysql/)."
+    else
+        log "MariaDB is running on 127.0.0.1:3306"
+    fi
+    mariadb_ready && return 0
+    if is_root && mariadb --no-defaults -u root -e 'SELECT 1' >/dev/null 2>&1; then
+        log "letting root into MariaDB from 127.0.0.1 without a password (tests only)"
+        mariadb --no-defaults -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+            GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+    fi
+    mariadb_ready || die "MariaDB on 127.0.0.1:3306 refuses root without a password; the database tests need" \
+        "an administrator: set PANDASTACK_TEST_MYSQL_URL=mysql://USER:PASSWORD@HOST:PORT/"
 }
 
 # The `pandastack` role (password `pandastack`, LOGIN CREATEDB) and its database, idempotently.

@@ -1,8 +1,9 @@
 """The operators' admin site: every screen opens, token hashes, variable values and webhook signing
 secrets never show, the suspend and revoke actions go through the services (and the audit log), the
-app actions are offered, the alert rule and incident actions go through the services, and the audit
-log, deployments, cron runs, platform events, notification deliveries, alert rules and incidents
-cannot be edited or added by hand."""
+app actions are offered, the alert rule and incident actions go through the services, database
+servers are registered and re-keyed through the services without their admin URL ever showing, and
+the audit log, deployments, cron runs, platform events, notification deliveries, alert rules,
+incidents, databases and backups cannot be edited or added by hand."""
 
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,8 @@ from apps.core.access import resolve_team
 from apps.core.actors import Actor
 from apps.cron import services as cron_services
 from apps.cron.models import CronRun, RunStatus, Trigger
+from apps.databases import services as database_services
+from apps.databases.models import Backup, BackupStatus, Database, DatabaseServer
 from apps.deployments import services as deployment_services
 from apps.deployments.models import App, Container, Deployment, DeploymentStatus
 from apps.events.models import PlatformEvent, Severity
@@ -35,6 +38,7 @@ from apps.secrets.services import Scope, variables_set
 from apps.teams.services import grant_create, group_create, service_account_create
 from apps.tokens.models import ApiToken
 from tests.conftest import TeamWorld, assert_error, make_token, token_client
+from tests.core.routes import GUARD_SERVER_URL, available_database
 
 
 @pytest.fixture
@@ -100,6 +104,10 @@ def everything(team_a: TeamWorld) -> TeamWorld:
     record(app_id=app.pk, team_id=app.team_id, at=now - timedelta(seconds=30), requests=10, responses_5xx=5)
     evaluate_rules(now=now)
     assert Incident.objects.filter(team=team_a.team).exists()
+    # A database on a shared server (recorded without connecting), attached to the app, backed up once.
+    database = available_database(ctx, team_a.project, "main")
+    database_services.database_attach(ctx=ctx, database=database, app=app)
+    Backup.objects.create(team=team_a.team, database=database, number=1, status=BackupStatus.FAILED, error="refused")
     return team_a
 
 
@@ -131,7 +139,11 @@ def test_token_admin_never_shows_the_token_hash(admin_client: Client, everything
 
 @pytest.mark.parametrize(
     "model",
-    [ApiToken, Deployment, Container, Variable, CronRun, PlatformEvent, Delivery, AlertRule, Incident],
+    [
+        *(ApiToken, Deployment, Container, Variable, CronRun, PlatformEvent, Delivery, AlertRule, Incident),
+        Database,
+        Backup,
+    ],
     ids=lambda m: m._meta.label,
 )
 def test_rows_made_by_services_cannot_be_added_in_the_admin(
@@ -344,3 +356,99 @@ def test_incident_admin_shows_its_alerts_and_resolves_through_the_service(
     assert (incident.status, incident.resolved_by) == ("resolved", operator.get_username())
     event = AuditEvent.objects.get(action="incident.resolve")
     assert (event.actor_id, event.via) == (operator.pk, "admin")
+
+
+# --- managed databases ---------------------------------------------------------------------------------
+# The machine's PostgreSQL trusts local connections: a password in the URL is not checked, but it is
+# stored (encrypted) like any other, so the pages below can be searched for it.
+LOCAL_PG_PASSWORD = "sentinel-Adm1n-pw"
+LOCAL_PG_URL = f"postgres://postgres:{LOCAL_PG_PASSWORD}@127.0.0.1:5432/postgres"
+
+
+def test_server_admin_never_shows_the_admin_url(admin_client: Client, everything: TeamWorld) -> None:
+    server = DatabaseServer.objects.get()
+    for url in (admin_url(DatabaseServer, "changelist"), admin_url(DatabaseServer, "change", server.pk)):
+        html = admin_client.get(url).content.decode()
+        assert server.name in html
+        assert server.admin_url_encrypted not in html
+        assert GUARD_SERVER_URL not in html
+        assert "127.0.0.1:5432" not in html
+
+
+def test_registering_a_server_in_the_admin_connects_and_stores_the_url_encrypted(admin_client: Client, db: Any) -> None:
+    form = {"engine": "postgres", "admin_url": LOCAL_PG_URL, "name": "", "host_for_apps": "db.internal"}
+    response = admin_client.post(admin_url(DatabaseServer, "add"), form, follow=True)
+
+    assert response.status_code == 200
+    server = DatabaseServer.objects.get()
+    assert server.name == "postgres-127-0-0-1-5432"
+    assert server.version  # reported by the server it connected to
+    assert (server.host_for_apps, server.enabled) == ("db.internal", True)
+    assert crypto.decrypt(server.admin_url_encrypted) == LOCAL_PG_URL
+    html = admin_client.get(admin_url(DatabaseServer, "change", server.pk)).content.decode()
+    assert LOCAL_PG_PASSWORD not in html
+    assert server.admin_url_encrypted not in html
+    assert AuditEvent.objects.filter(action="database_server.register").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("admin_url_value", "message"),
+    [
+        ("postgres://postgres@127.0.0.1:1/postgres", "cannot connect"),
+        ("mysql://root@127.0.0.1:3306/", "postgres://"),
+        ("", "This field is required"),
+    ],
+    ids=["unreachable", "wrong scheme", "missing"],
+)
+def test_a_server_the_admin_cannot_register_is_a_form_error_and_nothing_is_saved(
+    admin_client: Client, db: Any, admin_url_value: str, message: str
+) -> None:
+    form = {"engine": "postgres", "admin_url": admin_url_value, "name": "pg-main"}
+    response = admin_client.post(admin_url(DatabaseServer, "add"), form)
+
+    assert response.status_code == 200  # the form again, with the error
+    html = response.content.decode()
+    assert message in html
+    if admin_url_value:
+        assert admin_url_value not in html  # never echoed back
+    assert not DatabaseServer.objects.exists()
+
+
+def test_the_server_change_form_keeps_the_url_unless_a_new_one_is_given(
+    admin_client: Client, everything: TeamWorld
+) -> None:
+    server = DatabaseServer.objects.get()
+    change = admin_url(DatabaseServer, "change", server.pk)
+    kept = server.admin_url_encrypted
+
+    form = {"host_for_apps": "pg.internal", "port_for_apps": "6432", "admin_url": ""}  # "enabled" unticked
+    assert admin_client.post(change, form).status_code == 302
+    server.refresh_from_db()
+    assert (server.host_for_apps, server.port_for_apps, server.enabled) == ("pg.internal", 6432, False)
+    assert server.admin_url_encrypted == kept
+
+    refused = {**form, "admin_url": "postgres://postgres@127.0.0.1:1/postgres"}
+    assert admin_client.post(change, refused).status_code == 200
+    server.refresh_from_db()
+    assert server.admin_url_encrypted == kept
+
+    assert admin_client.post(change, {**form, "enabled": "on", "admin_url": LOCAL_PG_URL}).status_code == 302
+    server.refresh_from_db()
+    assert crypto.decrypt(server.admin_url_encrypted) == LOCAL_PG_URL
+    assert server.enabled is True
+    assert AuditEvent.objects.filter(action="database_server.update").count() == 1
+
+
+def test_database_admin_is_read_only_and_never_shows_the_password(admin_client: Client, everything: TeamWorld) -> None:
+    database = Database.objects.get(name="main")
+    password = crypto.decrypt(database.password_encrypted)
+    change = admin_url(Database, "change", database.pk)
+    html = admin_client.get(change).content.decode()
+    assert "Available" in html
+    assert "DATABASE_URL" in html  # the attachment inline
+    assert password not in html
+    assert database.password_encrypted not in html
+    before = Database.objects.values().get(pk=database.pk)
+    assert admin_client.post(change, {"name": "renamed", "status": "failed"}).status_code == 403
+    assert admin_client.get(admin_url(Database, "delete", database.pk)).status_code == 403
+    assert Database.objects.values().get(pk=database.pk) == before

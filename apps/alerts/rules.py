@@ -43,6 +43,11 @@ EVENT_KINDS: dict[str, tuple[str, str]] = {
     "cron.run_missed": (RuleScope.CRON_JOB, "a run did not start within its starting deadline"),
     "cron.run_skipped": (RuleScope.CRON_JOB, "a run was skipped: the previous one was still running"),
     "cron.job_suspended": (RuleScope.CRON_JOB, "the job was suspended: its schedule cannot be evaluated"),
+    # Managed databases: counted by project rules (rules scoped to one database come later).
+    "database.unavailable": (RuleScope.PROJECT, "a database could not be provisioned or reached"),
+    "database.backup_failed": (RuleScope.PROJECT, "a database backup failed"),
+    "database.restore_failed": (RuleScope.PROJECT, "a database restore failed (the data was left as it was)"),
+    "database.size_exceeded": (RuleScope.PROJECT, "a database grew past its plan's size"),
 }
 WINDOW_SECONDS = (10, 86400)
 # A metric rule reads whole raw (10-second) buckets, so its window is a multiple of 10 seconds, at
@@ -94,8 +99,9 @@ def _validate(rule: AlertRule, channels: Iterable[NotificationChannel]) -> None:
         elif kind not in EVENT_KINDS:
             errors["event_kind"] = [f"Unknown kind; one of: {_known_kinds()}."]
         elif scope in (RuleScope.APP, RuleScope.CRON_JOB) and EVENT_KINDS[kind][0] != scope:
-            about = EVENT_KINDS[kind][0].replace("_", " ")
-            errors["event_kind"] = [f"{kind} events are about a {about}: use scope {EVENT_KINDS[kind][0]} or project."]
+            about = EVENT_KINDS[kind][0]
+            use = "project" if about == RuleScope.PROJECT else f"{about} or project"
+            errors["event_kind"] = [f"{kind} events are counted by a rule of scope {use}."]
     elif kind:
         errors["event_kind"] = ["Only for metric event."]
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import docker
 import docker.errors
+import docker.types
 import docker.utils
 import requests.exceptions
 
@@ -50,6 +51,35 @@ class ContainerNotFound(EngineError):
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """A probe the engine runs inside the container: ``test`` in the engine's form, ``["CMD", argv…]``
+    or ``["CMD-SHELL", "a shell line"]``; exit 0 is healthy. The container is "starting" until the
+    first probe passes and "unhealthy" after ``retries`` failures in a row (failures during
+    ``start_period_seconds`` do not count)."""
+
+    test: Sequence[str]
+    interval_seconds: float = 2.0
+    timeout_seconds: float = 5.0
+    retries: int = 3
+    start_period_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Health:
+    """The engine's verdict on a container that has a health check."""
+
+    status: str  # starting|healthy|unhealthy
+    failing_streak: int
+    last_output: str  # what the last probe printed (the engine keeps a few KB)
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """What to run. ``name`` is deterministic (for example ``ps-alpha-web-d3-r1``) and is the
     idempotency key of ``Engine.run``."""
@@ -63,6 +93,8 @@ class ContainerSpec:
     command: Sequence[str] | None = None
     memory_mb: int | None = None
     cpus: float | None = None
+    volumes: Mapping[str, str] = field(default_factory=dict)  # named volume -> path in the container
+    healthcheck: HealthCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +108,7 @@ class ContainerInfo:
     exit_code: int | None  # only once the container has exited (or died)
     started_at: datetime | None
     networks: Mapping[str, str] = field(default_factory=dict)  # network name -> IP, every network joined
+    health: Health | None = None  # None when the container has no health check
 
 
 @dataclass(frozen=True)
@@ -106,6 +139,14 @@ class Engine(Protocol):
     def ensure_network(self, name: str, labels: Mapping[str, str]) -> None: ...
 
     def remove_network(self, name: str) -> None: ...
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str]) -> VolumeInfo: ...
+
+    def inspect_volume(self, name: str) -> VolumeInfo | None: ...
+
+    def remove_volume(self, name: str) -> None: ...
+
+    def list_volumes(self, labels: Mapping[str, str | None]) -> list[VolumeInfo]: ...
 
     def run(self, spec: ContainerSpec) -> ContainerInfo: ...
 
@@ -333,6 +374,52 @@ class DockerEngine:
                     return
                 raise
 
+    # -- volumes ------------------------------------------------------------------------------
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str]) -> VolumeInfo:
+        """The named local volume ``name`` exists afterwards and is returned with its labels.
+
+        Created with ``labels`` if it was missing; an existing volume keeps the labels it was created
+        with (the engine cannot change them), so when two workers race, both get the winner's labels.
+        """
+        with self._errors(f"creating volume {name}"):
+            # The engine answers an existing name with the existing volume, so this is idempotent.
+            self.client.volumes.create(name=name, driver="local", labels=dict(labels))
+        found = self.inspect_volume(name)
+        if found is None:
+            raise EngineError(f"volume {name} disappeared right after it was created (removed concurrently?)")
+        return found
+
+    def inspect_volume(self, name: str) -> VolumeInfo | None:
+        """The volume ``name``, or None if it does not exist."""
+        with self._errors(f"inspecting volume {name}"):
+            try:
+                return _volume_info(self.client.volumes.get(name).attrs)
+            except docker.errors.NotFound:
+                return None
+
+    def remove_volume(self, name: str) -> None:
+        """The volume ``name`` (and its data) no longer exists afterwards; a missing one is fine.
+        Raises EngineError while a container (running or not) still uses it."""
+        with self._errors(f"removing volume {name}"):
+            try:
+                self.client.api.remove_volume(name)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    raise EngineError(
+                        f"volume {name} is still in use: remove its container first ({_explain(exc)})"
+                    ) from exc
+                raise
+
+    def list_volumes(self, labels: Mapping[str, str | None]) -> list[VolumeInfo]:
+        """Volumes carrying all of ``labels`` (a None value: the label is present with any value)."""
+        filters = [key if value is None else f"{key}={value}" for key, value in labels.items()]
+        with self._errors("listing volumes"):
+            found = self.client.volumes.list(filters={"label": filters} if filters else None)
+        return [_volume_info(volume.attrs) for volume in found]
+
     # -- containers ---------------------------------------------------------------------------
 
     def run(self, spec: ContainerSpec) -> ContainerInfo:
@@ -342,7 +429,9 @@ class DockerEngine:
         compared); one that is not running is removed and created again. The container joins only
         ``spec.network``, gets ``PORT=<spec.port>`` in its environment (the platform's value wins
         over ``spec.env``), the memory and CPU limits, and no restart policy — the reconciler, not
-        the engine, restarts crashed containers. Pulls the image if it is absent.
+        the engine, restarts crashed containers. Pulls the image if it is absent. Named volumes in
+        ``spec.volumes`` are mounted (create them with ``ensure_volume`` first) and ``spec.healthcheck``
+        becomes the engine's health check, whose verdict ``inspect`` reports as ``health``.
         """
         existing = self.inspect(spec.name)
         if existing is not None:
@@ -382,6 +471,20 @@ class DockerEngine:
             kwargs["mem_limit"] = f"{spec.memory_mb}m"
         if spec.cpus is not None:
             kwargs["nano_cpus"] = int(spec.cpus * 1_000_000_000)
+        if spec.volumes:
+            # A missing volume would be created by the engine without labels: ensure_volume first.
+            kwargs["mounts"] = [
+                docker.types.Mount(target=path, source=volume, type="volume") for volume, path in spec.volumes.items()
+            ]
+        if spec.healthcheck is not None:
+            check = spec.healthcheck
+            kwargs["healthcheck"] = {
+                "test": list(check.test),
+                "interval": _nanoseconds(check.interval_seconds),
+                "timeout": _nanoseconds(check.timeout_seconds),
+                "retries": check.retries,
+                "start_period": _nanoseconds(check.start_period_seconds),
+            }
         for attempt in range(2):
             with self._errors(f"creating container {spec.name}"):
                 try:
@@ -642,7 +745,27 @@ def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
         exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
         started_at=_parse_time(state.get("StartedAt")),
         networks=networks,
+        health=_health(state.get("Health")),
     )
+
+
+def _health(raw: Mapping[str, Any] | None) -> Health | None:
+    if not raw or not raw.get("Status"):
+        return None
+    probes = raw.get("Log") or []
+    return Health(
+        status=raw["Status"],
+        failing_streak=int(raw.get("FailingStreak") or 0),
+        last_output=str((probes[-1] or {}).get("Output") or "").strip() if probes else "",
+    )
+
+
+def _volume_info(attrs: Mapping[str, Any]) -> VolumeInfo:
+    return VolumeInfo(name=attrs["Name"], labels=dict(attrs.get("Labels") or {}))
+
+
+def _nanoseconds(seconds: float) -> int:
+    return int(seconds * 1_000_000_000)
 
 
 def _explain(exc: docker.errors.APIError) -> str:

@@ -10,6 +10,7 @@ from django.db.models import Max
 
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
+from apps.core.actors import Actor
 from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, PandaError, ValidationFailed
 from apps.deployments.models import App
@@ -90,7 +91,7 @@ def _validate(values: dict[str, str]) -> None:
         raise ValidationFailed("Invalid variables.", fields=errors)
 
 
-def _new_version(ctx: TeamContext, variable: Variable, *, value: str | None) -> VariableVersion:
+def _new_version(actor: Actor, variable: Variable, *, value: str | None) -> VariableVersion:
     number = (variable.versions.aggregate(n=Max("number"))["n"] or 0) + 1
     version = VariableVersion.objects.create(
         variable=variable,
@@ -98,8 +99,8 @@ def _new_version(ctx: TeamContext, variable: Variable, *, value: str | None) -> 
         secret=variable.secret,
         deleted=value is None,
         value_encrypted="" if value is None else crypto.encrypt(value),
-        created_by=ctx.actor.user,
-        created_by_label=ctx.actor.label,
+        created_by=actor.user,
+        created_by_label=actor.label,
     )
     variable.current = version
     variable.save(update_fields=["current", "secret", "updated_at"])
@@ -128,7 +129,7 @@ def variables_set(
                 fields={name: ["Is a secret."]},
             )
         variable.secret = secret
-        _new_version(ctx, variable, value=values[name])
+        _new_version(ctx.actor, variable, value=values[name])
         result.variables.append(variable)
         result.names.append(name)
     audit_record(
@@ -160,7 +161,7 @@ def variables_unset(*, ctx: TeamContext, scope: Scope, names: list[str], restart
         )
     result = ChangeResult()
     for name in sorted(existing):
-        _new_version(ctx, existing[name], value=None)
+        _new_version(ctx.actor, existing[name], value=None)
         result.names.append(name)
     audit_record(
         actor=ctx.actor,
@@ -172,6 +173,29 @@ def variables_unset(*, ctx: TeamContext, scope: Scope, names: list[str], restart
     if restart:
         _restart(ctx, scope, result)
     return result
+
+
+@transaction.atomic
+def platform_secret_set(*, actor: Actor, app: App, name: str, value: str | None, reason: str) -> None:
+    """Set (or, with None, unset) a secret of `app` that the platform manages for it — a managed
+    database's URL. A new version like any other (the app's next deploy receives it); audited with
+    names only. No restart: the caller decides."""
+    variable, _ = Variable.objects.select_for_update().get_or_create(
+        team_id=app.team_id, name=name, level=Level.APP, app=app,
+        defaults={"project_id": app.project_id, "secret": True},  # nosec B105 - a flag, not a password
+    )  # fmt: skip
+    current = variable.current
+    if value is None and (current is None or current.deleted):
+        return  # already unset
+    variable.secret = True
+    _new_version(actor, variable, value=value)
+    audit_record(
+        actor=actor,
+        action="secrets.set" if value is not None else "variables.unset",
+        target=app,
+        team=app.team,
+        data={"names": [name], "level": Level.APP, "reason": reason},
+    )
 
 
 def _restart(ctx: TeamContext, scope: Scope, result: ChangeResult) -> None:

@@ -27,6 +27,12 @@ class Plan(models.Model):
     max_replicas_per_app = models.PositiveIntegerField(default=2)
     max_memory_mb_per_app = models.PositiveIntegerField(default=512)
     max_databases = models.PositiveIntegerField(default=1)
+    max_database_size_mb = models.PositiveIntegerField(default=256, help_text="Per database (checked on usage).")
+    max_database_connections = models.PositiveIntegerField(default=10, help_text="Per database (shared servers).")
+    allow_dedicated_databases = models.BooleanField(default=False, help_text="A container of its own per database.")
+    dedicated_database_memory_mb = models.PositiveIntegerField(default=256)
+    backup_interval_hours = models.PositiveIntegerField(default=24, help_text="Scheduled backups; 0: none.")
+    backups_kept = models.PositiveIntegerField(default=7, help_text="Backups kept per database (oldest pruned).")
     max_cron_jobs = models.PositiveIntegerField(default=3)
     cron_history_runs = models.PositiveIntegerField(default=50, help_text="Runs kept per cron job.")
 

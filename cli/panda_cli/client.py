@@ -153,6 +153,26 @@ class Client:
             finally:
                 response.close()
 
+    @contextmanager
+    def download(self, path: str) -> Iterator["Download"]:
+        """A streamed GET of a file: the response's headers at once, its bytes as they arrive
+        (`Download.chunks`). An error answer is raised as for any request, before anything is read."""
+        with _network_errors(self.api_url):
+            request = self._http.build_request(
+                "GET", self._relative(path), timeout=httpx.Timeout(30.0, connect=10.0, read=300.0)
+            )
+            # The file, or an error in the one JSON shape.
+            request.headers["Accept"] = "application/octet-stream, application/json"
+            response = self._http.send(request, stream=True)
+        try:
+            if response.is_error or response.is_redirect:
+                with _network_errors(self.api_url):
+                    response.read()
+                self._raise_for_status(response)
+            yield Download(response, self.api_url)
+        finally:
+            response.close()
+
     # -- internals ---------------------------------------------------------------------------
 
     def _relative(self, path: str) -> str:
@@ -237,3 +257,16 @@ def _network_errors(api_url: str) -> Iterator[None]:
             message = f"lost the connection to the PandaStack API at {api_url}"
         detail = str(exc)
         raise ApiUnreachable(message + (f" ({detail})" if detail else "")) from None
+
+
+class Download:
+    """A file being downloaded: its response headers, and its bytes in chunks."""
+
+    def __init__(self, response: httpx.Response, api_url: str) -> None:
+        self.headers = response.headers
+        self._response = response
+        self._api_url = api_url
+
+    def chunks(self, size: int = 1 << 16) -> Iterator[bytes]:
+        with _network_errors(self._api_url):
+            yield from self._response.iter_bytes(size)

@@ -1,8 +1,8 @@
 """Errors the CLI reports to the user. Each carries the exit code it ends the process with, so one
 place (`main`) turns any of them into a message on stderr and that code:
 
-0 success · 1 API error or unreachable API · 2 usage · 3 deploy or awaited cron run failed or timed out ·
-4 not authenticated
+0 success · 1 API error or unreachable API · 2 usage · 3 deploy, awaited cron run or awaited database operation
+failed or timed out · 4 not authenticated
 """
 
 from typing import Any
@@ -76,5 +76,12 @@ class DeployNotLive(CliError):
 class RunNotSucceeded(CliError):
     """A cron run waited on (`panda cron run --wait`) ended other than succeeded, or waiting for it
     timed out."""
+
+    exit_code = 3
+
+
+class OperationNotDone(CliError):
+    """A database operation waited on (`panda db create --wait`, a backup, a restore, a rotation)
+    ended other than done, or waiting for it timed out."""
 
     exit_code = 3

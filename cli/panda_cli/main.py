@@ -1,11 +1,12 @@
 """The `panda` command: log in, inspect apps, deploy images and watch them go live, roll back,
 scale and read logs, all through the PandaStack REST API. Variables and secrets (`panda env`,
 `panda secrets`) live in `panda_cli.env`, cron jobs (`panda cron`) in `panda_cli.cron`, monitoring in
-`panda_cli.metrics` (`panda metrics`), `panda_cli.alerts` (`panda alerts`) and `panda_cli.incidents`
-(`panda incidents`); what every command shares, in `panda_cli.session`.
+`panda_cli.metrics` (`panda metrics`), `panda_cli.alerts` (`panda alerts`), `panda_cli.incidents`
+(`panda incidents`) and `panda_cli.db` (`panda db`); what every command shares, in `panda_cli.session`.
 
-Exit codes: 0 success, 1 API error or API unreachable, 2 usage, 3 deploy (or awaited cron run) failed
-or timed out, 4 not authenticated. Messages go to stderr, data to stdout; `--json` prints the API's JSON.
+Exit codes: 0 success, 1 API error or API unreachable, 2 usage, 3 deploy (or awaited cron run or
+database operation) failed or timed out, 4 not authenticated. Messages go to stderr, data to stdout;
+`--json` prints the API's JSON.
 """
 
 import contextlib
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from panda_cli import __version__, alerts, client, config, cron, env, incidents, metrics, output
+from panda_cli import __version__, alerts, client, config, cron, db, env, incidents, metrics, output
 from panda_cli.client import Backoff, Client, team_path
 from panda_cli.errors import ApiError, ApiUnreachable, CliError, DeployNotLive, UsageProblem
 from panda_cli.session import JsonOption, Session, TeamOption, reports_errors, slug
@@ -36,6 +37,7 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(env.env_app, name="env")
 app.add_typer(env.secrets_app, name="secrets")
 app.add_typer(cron.cron_app, name="cron")
+app.add_typer(db.db_app, name="db")
 app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(incidents.incidents_app, name="incidents")
 
@@ -79,8 +81,8 @@ def main(
     Credentials come from `panda login`, or with no login from PANDA_TOKEN, PANDA_API_URL and
     PANDA_TEAM (the environment wins over the saved login).
 
-    Exit codes: 0 ok, 1 API error, 2 usage, 3 deploy or awaited cron run failed or timed out,
-    4 not authenticated.
+    Exit codes: 0 ok, 1 API error, 2 usage, 3 deploy, awaited cron run or database operation failed or
+    timed out, 4 not authenticated.
     """
 
 

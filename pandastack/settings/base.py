@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "apps.cron",
     "apps.alerts",
     "apps.monitoring",
+    "apps.databases",
 ]
 
 MIDDLEWARE = [
@@ -253,7 +254,34 @@ PANDASTACK_HEALTH_CHECK_INTERVAL = env.float("PANDASTACK_HEALTH_CHECK_INTERVAL",
 PANDASTACK_HEALTH_CHECK_TIMEOUT = env.float("PANDASTACK_HEALTH_CHECK_TIMEOUT", default=3.0)
 PANDASTACK_HEALTH_DOWN_AFTER = env.int("PANDASTACK_HEALTH_DOWN_AFTER", default=2)  # consecutive failed checks
 PANDASTACK_ALERT_EVALUATION_INTERVAL = env.float("PANDASTACK_ALERT_EVALUATION_INTERVAL", default=2.0)
+# Platform events and notification deliveries are kept this many days.
+PANDASTACK_HISTORY_RETENTION_DAYS = env.int("PANDASTACK_HISTORY_RETENTION_DAYS", default=90)
 # An incident's timeline starts this long before it opened (the deploys and crashes that led to it).
 PANDASTACK_INCIDENT_LOOKBACK_SECONDS = env.int("PANDASTACK_INCIDENT_LOOKBACK_SECONDS", default=1800)
 # Bearer token for the platform's Prometheus endpoint (/metrics); empty: the endpoint answers 404.
 PANDASTACK_PROMETHEUS_TOKEN = env("PANDASTACK_PROMETHEUS_TOKEN", default="")
+
+# --- Database backups (apps.databases.backups) -----------------------------------------------------
+# Backups go through Django's storage API under the alias "backups": a folder by default (files
+# 0600: they hold the tenants' data). Another backend (e.g. django-storages' S3) takes its options as
+# JSON in PANDASTACK_BACKUP_STORAGE_OPTIONS.
+PANDASTACK_BACKUP_STORAGE_BACKEND = env(
+    "PANDASTACK_BACKUP_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+)
+PANDASTACK_BACKUP_STORAGE_LOCATION = env("PANDASTACK_BACKUP_STORAGE_LOCATION", default=str(VAR_DIR / "backups"))
+_backup_options: dict = {"location": PANDASTACK_BACKUP_STORAGE_LOCATION}
+if PANDASTACK_BACKUP_STORAGE_BACKEND == "django.core.files.storage.FileSystemStorage":
+    _backup_options |= {"file_permissions_mode": 0o600, "directory_permissions_mode": 0o700}
+STORAGES["backups"] = {
+    "BACKEND": PANDASTACK_BACKUP_STORAGE_BACKEND,
+    "OPTIONS": _backup_options | env.json("PANDASTACK_BACKUP_STORAGE_OPTIONS", default={}),
+}
+# A dump or load (pg_dump, mariadb-dump, …) is stopped after this many seconds; keep it below
+# CELERY_TASK_SOFT_TIME_LIMIT.
+PANDASTACK_BACKUP_TOOL_TIMEOUT = env.float("PANDASTACK_BACKUP_TOOL_TIMEOUT", default=600.0)
+# A backup or restore unfinished after this long lost its worker (far beyond the task time limit).
+PANDASTACK_BACKUP_STALE_SECONDS = env.int("PANDASTACK_BACKUP_STALE_SECONDS", default=3600)
+CELERY_IMPORTS = ["apps.databases.backup_tasks"]  # not a tasks.py module: autodiscovery misses it
+CELERY_BEAT_SCHEDULE["database-backups"] = {"task": "databases.scheduled_backups", "schedule": 300.0}
+# Size and connections of every database, shown per database and checked against the plan.
+CELERY_BEAT_SCHEDULE["database-usage"] = {"task": "databases.refresh_usage", "schedule": 300.0}

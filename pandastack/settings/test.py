@@ -1,6 +1,8 @@
 """Settings for the test suite: PostgreSQL and Redis from DATABASE_URL / REDIS_URL (set by
 scripts/test), fast password hashing, tasks run by real workers only where a test starts one."""
 
+import tempfile
+
 from pandastack.settings.base import *  # noqa: F403
 from pandastack.settings.base import env
 
@@ -28,3 +30,13 @@ PANDASTACK_DRAIN_TIMEOUT = env.float("PANDASTACK_DRAIN_TIMEOUT", default=3.0)
 PANDASTACK_SECRET_KEYS = env.list("PANDASTACK_SECRET_KEYS", default=["3cK39bdHjGef-eVP4uODNhRieCuiO-M5fSoq18SGUrU="])
 # The tests' webhook receivers listen on 127.0.0.1 (tests of the refusal turn this off).
 PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=True)
+# Database backups: a folder of the tests' own (the backup tests give each test a fresh one).
+STORAGES["backups"] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {
+        "location": env(
+            "PANDASTACK_BACKUP_STORAGE_LOCATION",
+            default=f"{tempfile.gettempdir()}/pandastack-test-backups",
+        )
+    },
+}

@@ -22,6 +22,7 @@ from apps.alerts.models import (
 )
 from apps.audit.models import AuditEvent
 from apps.cron.models import CronJob, CronRun, RunStatus, Trigger
+from apps.databases.models import Backup, BackupStatus, BackupTrigger, Database, DatabaseAttachment, DatabaseStatus
 from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
 from apps.events.models import PlatformEvent, Severity
 from apps.secrets import crypto
@@ -36,7 +37,7 @@ from apps.teams.models import (
 from apps.teams.services import default_plan, grant_models
 from apps.tokens.models import ApiToken, hash_token
 from tests.conftest import TeamWorld
-from tests.core.routes import CHANNEL, CHANNEL_TARGET, CRON_IMAGE, CRON_JOB, INCIDENT, VARIABLE
+from tests.core.routes import CHANNEL, CHANNEL_TARGET, CRON_IMAGE, CRON_JOB, DATABASE, INCIDENT, VARIABLE
 
 
 def users(world: TeamWorld, start: int, count: int, tag: str, **fields: Any) -> list[User]:
@@ -434,6 +435,83 @@ def incident_timeline_events(world: TeamWorld, start: int, count: int) -> None:
     )
 
 
+def _database_rows(world: TeamWorld, names: list[str], status: str = DatabaseStatus.AVAILABLE) -> list[Database]:
+    """Databases named `names`, one engine after another (rows only: nothing is provisioned)."""
+    engines = ["postgres", "mysql", "redis", "mongodb"]
+    return Database.objects.bulk_create(
+        Database(
+            team=world.team,
+            project=world.project,
+            name=name,
+            engine=engines[n % len(engines)],
+            status=status,
+            db_name=f"ps_{name.replace('-', '_')}",
+            username=f"ps_{name.replace('-', '_')}",
+            password_encrypted=crypto.encrypt("bulk-password"),
+            host="127.0.0.1",
+            port=5432,
+            size_bytes=8192,
+            connections=1,
+            usage_at=timezone.now(),
+        )
+        for n, name in enumerate(names)
+    )
+
+
+def the_database(world: TeamWorld) -> Database:
+    """The database DATABASE (made on first use), which the nested list endpoints name."""
+    return Database.objects.filter(team=world.team, name=DATABASE).first() or _database_rows(world, [DATABASE])[0]
+
+
+def databases(world: TeamWorld, start: int, count: int) -> None:
+    """`count` databases, every other one attached to two apps (the list shows the attachments with
+    the apps' names), and a deleted one each time (never listed)."""
+    created = _database_rows(world, [f"d{i}" for i in range(start, start + count)])
+    _database_rows(world, [f"gone{start}"], status=DatabaseStatus.DELETED)
+    pair = App.objects.bulk_create(
+        App(team=world.team, project=world.project, name=f"dbapp{start}-{n}") for n in range(2)
+    )
+    DatabaseAttachment.objects.bulk_create(
+        DatabaseAttachment(team=world.team, database=database, app=app, env_name=f"DB_{database.pk}")
+        for database in created[::2]
+        for app in pair
+    )
+
+
+def database_attachments(world: TeamWorld, start: int, count: int) -> None:
+    """`count` apps the database DATABASE is attached to (the list shows the apps' names)."""
+    database = the_database(world)
+    created = App.objects.bulk_create(
+        App(team=world.team, project=world.project, name=f"att{i}") for i in range(start, start + count)
+    )
+    DatabaseAttachment.objects.bulk_create(
+        DatabaseAttachment(team=world.team, database=database, app=app, env_name="DATABASE_URL") for app in created
+    )
+
+
+def database_backups(world: TeamWorld, start: int, count: int) -> None:
+    """Backups numbered start+1 … start+count of the database DATABASE, alternately succeeded and
+    failed, every third one scheduled."""
+    database = the_database(world)
+    now = timezone.now()
+    Backup.objects.bulk_create(
+        Backup(
+            team=world.team,
+            database=database,
+            number=i + 1,
+            trigger=BackupTrigger.SCHEDULED if i % 3 == 0 else BackupTrigger.MANUAL,
+            status=BackupStatus.FAILED if i % 2 else BackupStatus.SUCCEEDED,
+            file_name="" if i % 2 else f"{world.team.slug}/{DATABASE}/{i + 1}.dump",
+            size_bytes=None if i % 2 else 1024 * (i + 1),
+            sha256="" if i % 2 else f"{i:064x}",
+            error="pg_dump: connection refused" if i % 2 else "",
+            started_at=now,
+            finished_at=now,
+        )
+        for i in range(start, start + count)
+    )
+
+
 # The values of the URL parameters in the paths below.
 APP = "api"
 LIST_PARAMS = {
@@ -445,6 +523,7 @@ LIST_PARAMS = {
     "cron_job": CRON_JOB,
     "channel": CHANNEL,
     "incident": INCIDENT,
+    "database": DATABASE,
 }
 VARIABLE_PREFIXES = {
     Level.TEAM: "/api/v1/teams/alpha/",
@@ -476,6 +555,9 @@ LISTS: dict[str, tuple[str, Callable[[TeamWorld, int, int], Any], str]] = {
     "alert rules with channels": ("/api/v1/teams/alpha/alert-rules/", alert_rules, "token"),
     "incidents with alerts": ("/api/v1/teams/alpha/incidents/", incidents, "token"),
     "incident timeline": (f"/api/v1/teams/alpha/incidents/{INCIDENT}/timeline/", incident_timeline_events, "token"),
+    "databases with attachments": ("/api/v1/teams/alpha/databases/", databases, "token"),
+    "database attachments": (f"/api/v1/teams/alpha/databases/{DATABASE}/attachments/", database_attachments, "token"),
+    "database backups": (f"/api/v1/teams/alpha/databases/{DATABASE}/backups/", database_backups, "token"),
     **{
         f"{level.value} variables": (f"{prefix}variables/", variables_at(level), "token")
         for level, prefix in VARIABLE_PREFIXES.items()

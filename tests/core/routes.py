@@ -2,12 +2,14 @@
 one shows up here without anybody listing it), and `one_of_everything`: a team with a real object
 behind every URL parameter, and the values naming them."""
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
@@ -19,9 +21,13 @@ from apps.core.access import resolve_team
 from apps.core.actors import Actor
 from apps.cron import services as cron_services
 from apps.cron.models import CronRun, RunStatus, Trigger
+from apps.databases import services as database_services
+from apps.databases.backups import backup_storage
+from apps.databases.models import Backup, BackupStatus, Database, DatabaseServer, DatabaseStatus
 from apps.deployments import services as deployment_services
 from apps.deployments.models import Container, DeploymentStatus
 from apps.events.services import event_emit
+from apps.secrets import crypto
 from apps.secrets.models import Level
 from apps.secrets.services import Scope, variables_set
 from apps.teams.services import grant_create, grant_id, group_create, service_account_create
@@ -36,7 +42,50 @@ CHANNEL = "alpha-hook"  # the webhook notification channel `one_of_everything` m
 CHANNEL_TARGET = "http://127.0.0.1:9/hook"  # the discard port: nothing is ever sent there anyway
 RULE = "alpha-errors"  # the alert rule `one_of_everything` makes, on the app "api"
 INCIDENT = 1  # the incident `one_of_everything` opens
+DATABASE = "alpha-db"  # the database `one_of_everything` makes (available, attached to "api", backup #1)
+BACKUP = 1
+# Shared servers of the guard tests are recorded as `registerserver` would leave them, without
+# connecting: no provisioning runs here (tasks are enqueued on commit, and tests never commit).
+GUARD_SERVER_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 _PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
+
+
+def guard_server(engine: str = "postgres") -> DatabaseServer:
+    """A shared server of `engine` for the guard tests' databases (made on first use)."""
+    server, _ = DatabaseServer.objects.get_or_create(
+        name=f"{engine}-guard",
+        defaults={"engine": engine, "admin_url_encrypted": crypto.encrypt(GUARD_SERVER_URL), "version": "16.0"},
+    )
+    return server
+
+
+def available_database(ctx: Any, project: Any, name: str) -> Database:
+    """A PostgreSQL database made through the service on the guard server, then marked available
+    as the provisioning worker would."""
+    guard_server()
+    database = database_services.database_create(ctx=ctx, project=project, name=name, engine="postgres")
+    Database.objects.filter(pk=database.pk).update(
+        status=DatabaseStatus.AVAILABLE, size_bytes=8192, connections=0, usage_at=timezone.now()
+    )
+    database.refresh_from_db()
+    return database
+
+
+def stored_backup(database: Database, number: int = BACKUP, content: bytes = b"-- a dump\n") -> Backup:
+    """A succeeded backup of `database` with its file in the backup storage, as the worker leaves one."""
+    name = backup_storage().save(f"{database.team.slug}/{database.name}/{number}-guard.dump", ContentFile(content))
+    now = timezone.now()
+    return Backup.objects.create(
+        team=database.team,
+        database=database,
+        number=number,
+        status=BackupStatus.SUCCEEDED,
+        file_name=name,
+        size_bytes=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        started_at=now,
+        finished_at=now,
+    )
 
 
 @dataclass(frozen=True)
@@ -117,7 +166,8 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
     container), an app grant, a plain variable ALPHA_VAR at each level (team, project "web", app
     "api"), a cron job "alpha-cron" with an image of its own and a finished run, a webhook
     notification channel "alpha-hook" with one delivered notification, an alert rule "alpha-errors"
-    firing in incident #1 (with its events); return the URL parameter values naming them. No Celery
+    firing in incident #1 (with its events), an available database "alpha-db" attached to "api" with
+    a succeeded backup #1 (its file stored); return the URL parameter values naming them. No Celery
     task runs: the services enqueue on commit, and the test's transaction never commits."""
     ctx = resolve_team(Actor(user=world.user("owner"), via="test"), world.team.slug)
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
@@ -169,6 +219,9 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
     incident = Incident.objects.create(team=world.team, project=world.project, number=INCIDENT, title="Errors on api")
     IncidentAlert.objects.create(incident=incident, rule=rule, rule_name=rule.name, value=12.5, fired_at=now)
     event_emit(team=world.team, kind="incident.opened", subject=incident, message="Incident #1 opened")
+    database = available_database(ctx, world.project, DATABASE)
+    database_services.database_attach(ctx=ctx, database=database, app=app)
+    stored_backup(database)
     return {
         "team": world.team.slug,
         "user": viewer,
@@ -186,4 +239,6 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
         "channel": CHANNEL,
         "rule": RULE,
         "incident": INCIDENT,
+        "database": DATABASE,
+        "backup": BACKUP,
     }

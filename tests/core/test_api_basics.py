@@ -16,6 +16,7 @@ from apps.alerts.models import AlertRule, Delivery, Incident, NotificationChanne
 from apps.audit.models import AuditEvent
 from apps.core.actors import Actor
 from apps.cron.models import CronJob, CronRun
+from apps.databases.models import Backup, Database, DatabaseAttachment
 from apps.deployments.models import App
 from apps.secrets.models import VariableVersion
 from apps.teams.services import team_set_suspended
@@ -150,8 +151,8 @@ def filled(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
 def team_state(world: TeamWorld) -> dict[str, Any]:
     """What a write through any team route would change: members, the apps with their releases,
     containers and grants, the variables' versions, the cron jobs and their runs, the notification
-    channels and their deliveries, the alert rules, the incidents and their alerts, and the audit log
-    (a reveal writes only there)."""
+    channels and their deliveries, the alert rules, the incidents and their alerts, the databases
+    with their attachments and backups, and the audit log (a reveal writes only there)."""
     return {
         "memberships": world.team.memberships.count(),
         "variable versions": sorted(
@@ -181,6 +182,17 @@ def team_state(world: TeamWorld) -> dict[str, Any]:
             Incident.objects.filter(team=world.team).values_list(
                 "number", "status", "title", "postmortem", "updated_at", "alerts__resolved_at"
             )
+        ),
+        "databases": sorted(
+            Database.objects.filter(team=world.team).values_list(
+                "name", "status", "password_encrypted", "credentials_rotated_at", "updated_at"
+            )
+        ),
+        "database attachments": sorted(
+            DatabaseAttachment.objects.filter(team=world.team).values_list("database__name", "app__name", "env_name")
+        ),
+        "backups": sorted(
+            Backup.objects.filter(team=world.team).values_list("database__name", "number", "status", "restored_at")
         ),
     }
 

@@ -18,17 +18,31 @@ from apps.alerts.services import channel_create
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
 from apps.cron.models import CronJob
+from apps.databases import services as database_services
+from apps.databases.models import BackupStatus
 from apps.deployments import services as deployment_services
 from apps.deployments.models import App, Deployment, DeploymentStatus
 from apps.secrets.models import Level
 from apps.secrets.services import Scope, variables_set, variables_unset
 from apps.teams.services import group_create, service_account_create
 from tests.conftest import TeamWorld, assert_error, session_client
-from tests.core.routes import CHANNEL, CHANNEL_TARGET, CRON_IMAGE, CRON_JOB, INCIDENT, RULE, api_routes
+from tests.core.routes import (
+    BACKUP,
+    CHANNEL,
+    CHANNEL_TARGET,
+    CRON_IMAGE,
+    CRON_JOB,
+    DATABASE,
+    INCIDENT,
+    RULE,
+    api_routes,
+    available_database,
+    stored_backup,
+)
 
 SNAPSHOT_APPS = {
     *("teams", "tokens", "audit", "accounts", "guardian", "auth", "deployments", "secrets", "cron", "events"),
-    "alerts",
+    *("alerts", "databases"),
 }
 
 
@@ -62,8 +76,9 @@ def cron_job(world: TeamWorld, name: str, **fields: Any) -> CronJob:
 def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
     """team_a with a group "ops", a service account "ci", an app "api" whose deployment #1 is live
     and #2 failed (nothing earlier to roll back to), a cron job "alpha-cron" with an image of its
-    own, a webhook notification channel "alpha-hook", an alert rule "alpha-errors" on the app and an
-    open incident #1; ids used by paths and payloads."""
+    own, a webhook notification channel "alpha-hook", an alert rule "alpha-errors" on the app, an
+    open incident #1, and an available PostgreSQL database "alpha-db" (the plan allows five) attached
+    to "api" with a succeeded backup #1 and a failed #2; ids used by paths and payloads."""
     ctx = resolve_team(Actor(user=team_a.user("owner"), via="test"), "alpha")
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
     service_account_create(ctx=ctx, slug="ci", role="developer")
@@ -79,6 +94,13 @@ def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
     channel, _ = channel_create(ctx=ctx, name=CHANNEL, kind="webhook", target=CHANNEL_TARGET)
     rule_create(ctx=ctx, name=RULE, scope="app", app=app, metric="error_rate", threshold=5, channels=[channel])
     Incident.objects.create(team=team_a.team, project=team_a.project, number=INCIDENT, title="Errors on api")
+    # Room for more databases than the one below, so a refusal is about the input, not the quota.
+    type(team_a.team.plan).objects.filter(pk=team_a.team.plan_id).update(max_databases=5)
+    database = available_database(ctx, team_a.project, DATABASE)
+    database_services.database_attach(ctx=ctx, database=database, app=app)
+    stored_backup(database, BACKUP)
+    failed = stored_backup(database, BACKUP + 1)
+    type(failed).objects.filter(pk=failed.pk).update(status=BackupStatus.FAILED, error="pg_dump: refused")
     return {
         "viewer": team_a.user("viewer").pk,
         "owner": team_a.user("owner").pk,
@@ -144,13 +166,18 @@ ENDPOINTS = {
     "alert-rule-update": ("patch", "alert-rule-detail", {**A, "rule": RULE}),
     "alert-rule-delete": ("delete", "alert-rule-detail", {**A, "rule": RULE}),
     "incident-update": ("patch", "incident-detail", {**A, "incident": INCIDENT}),
+    "database-create": ("post", "database-list", A),
+    "database-delete": ("delete", "database-detail", {**A, "database": DATABASE}),
+    "database-attach": ("post", "database-attachment-list", {**A, "database": DATABASE}),
+    "backup-restore": ("post", "backup-restore", {**A, "database": DATABASE, "backup": BACKUP}),
     **{f"{level}-variable-set": ("post", f"{level}-variable-list", p) for level, p in VARIABLE_LEVELS.items()},
     **{f"{level}-variable-unset": ("post", f"{level}-variable-unset", p) for level, p in VARIABLE_LEVELS.items()},
 }
 # Writes that take no body: the URL says everything (leaving the team; DELETE of a member, grant,
 # group, service account, token or app grant; revoking a token; restarting, stopping or starting
 # an app; revealing a variable's value; running, suspending or resuming a cron job; testing a
-# notification channel; acknowledging or resolving an incident).
+# notification channel; acknowledging or resolving an incident; revealing a database's credentials,
+# rotating them, detaching it from an app, capturing a backup).
 BODYLESS = {
     ("post", "team-leave"),
     ("delete", "member-detail"),
@@ -170,6 +197,10 @@ BODYLESS = {
     ("post", "channel-test"),
     ("post", "incident-acknowledge"),
     ("post", "incident-resolve"),
+    ("post", "database-reveal"),
+    ("post", "database-rotate"),
+    ("delete", "database-attachment-detail"),
+    ("post", "backup-list"),
 }
 ROUTES = {route.name: route for route in api_routes()}
 
@@ -413,6 +444,42 @@ def channel_cases() -> list[Any]:
     ]
 
 
+DATABASE_BODY = {"name": "reports", "project": "web", "engine": "postgres"}
+
+
+def database_cases() -> list[Any]:
+    """Bad databases: names (taken included), projects that do not exist, engines and placements
+    that are not, versions of the wrong type or that no shared server runs, an engine without a
+    shared server (409), a dedicated one on a plan without them (403); deletes and restores
+    without the right confirmation; attachments to apps that do not exist, under bad or reserved
+    variable names, or twice (409)."""
+    valid = DATABASE_BODY
+    return [
+        *slug_cases("database-create", valid, duplicate=DATABASE, key="name"),
+        case("database-create", {k: v for k, v in valid.items() if k != "project"}, "project"),
+        *(case("database-create", {**valid, "project": bad}, "project") for bad in ("nope", 7, None, LONG_SLUG)),
+        case("database-create", {k: v for k, v in valid.items() if k != "engine"}, "engine"),
+        *(case("database-create", {**valid, "engine": bad}, "engine") for bad in ("oracle", "", None, ["postgres"])),
+        *(case("database-create", {**valid, "placement": bad}, "placement") for bad in ("cloud", 1, None)),
+        *(case("database-create", {**valid, "version": bad}, "version") for bad in (16, ["16"], "9" * 51)),
+        case("database-create", {**valid, "version": "9.6"}, "version"),  # the shared server runs 16.0
+        case("database-create", {**valid, "engine": "redis"}, None, status=409, code="no_database_server"),
+        case("database-create", {**valid, "placement": "dedicated"}, None, status=403, code="plan_limit"),
+        case("database-delete", {}, "confirm"),
+        *(case("database-delete", {"confirm": bad}, "confirm") for bad in ("reports", "ALPHA-DB", 5, [DATABASE])),
+        case("database-attach", {}, "app"),
+        case("database-attach", {"env_name": "REPORTS_URL"}, "app"),
+        *(case("database-attach", {"app": bad}, "app") for bad in ("nope", 5, None, LONG_SLUG)),
+        *(
+            case("database-attach", {"app": "api", "env_name": bad}, "env_name")
+            for bad in ("1BAD", "A-B", "A\n", "", "PORT", "PANDASTACK_DB", "A" * 129, 5, None)
+        ),
+        case("database-attach", {"app": "api"}, None, status=409, code="already_attached"),
+        case("backup-restore", {}, "confirm"),
+        *(case("backup-restore", {"confirm": bad}, "confirm") for bad in ("reports", "alpha", 5, [DATABASE])),
+    ]
+
+
 RULE_BODY = {"name": "slow", "scope": "app", "app": "api", "metric": "latency_p95_ms", "threshold": 500}
 # Condition values the serializer or the service refuses: all tried on create, a few on update
 # (which shares both checks).
@@ -636,6 +703,8 @@ BAD_PAYLOADS = [
     # --- alert rules and incidents ------------------------------------------------------------
     *rule_cases(),
     *incident_cases(),
+    # --- databases ----------------------------------------------------------------------------
+    *database_cases(),
 ]
 
 
@@ -745,6 +814,26 @@ def test_running_a_cron_job_whose_app_has_no_live_release_is_409_and_writes_noth
     url = ROUTES["cron-job-run"].url(**A, cron_job="idle-cron")
     assert "idle" in assert_error(world["client"].post(url), 409, "no_live_release")["message"]
     assert row_snapshot() == before  # no run queued, not even an audit event
+
+
+def test_a_database_beyond_the_plans_database_count_is_403_quota_exceeded_and_writes_nothing(
+    world: dict[str, Any], team_a: TeamWorld
+) -> None:
+    plan = type(team_a.team.plan).objects.get(pk=team_a.team.plan_id)
+    plan.max_databases = 1  # "alpha-db" is the one
+    plan.save(update_fields=["max_databases"])
+    before = row_snapshot()
+    error = assert_error(send(world, "database-create", DATABASE_BODY), 403, "quota_exceeded")
+    assert (error["limit"], error["maximum"], error["current"], error["requested"]) == ("max_databases", 1, 1, 1)
+    assert row_snapshot() == before
+
+
+def test_restoring_a_failed_backup_is_409_and_writes_nothing(world: dict[str, Any]) -> None:
+    before = row_snapshot()
+    url = ROUTES["backup-restore"].url(**A, database=DATABASE, backup=BACKUP + 1)
+    error = assert_error(world["client"].post(url, {"confirm": DATABASE}, format="json"), 409, "backup_not_succeeded")
+    assert "#2" in error["message"]
+    assert row_snapshot() == before
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)

@@ -18,12 +18,14 @@ from apps.alerts.rules import rule_create
 from apps.alerts.services import channel_create
 from apps.core.actors import Actor
 from apps.cron.models import CronJob, CronRun
+from apps.databases import services as database_services
 from apps.deployments.models import App, Deployment
 from apps.secrets.models import Level
 from apps.secrets.services import Scope, variables_set
 from apps.teams import services as team_services
 from apps.teams.models import Project
 from tests.conftest import TeamWorld, assert_error, make_team, make_token, session_client, token_client
+from tests.core.routes import available_database, stored_backup
 
 API_PREFIX = "api/v1/"
 # Routes under /api/v1/ that are not about one team, and the test that covers each.
@@ -125,7 +127,13 @@ def build_victim() -> Victim:
     IncidentAlert.objects.create(
         incident=incident, rule=rule, rule_name=rule.name, value=1, fired_at=incident.created_at
     )
+    # Named like the team too: the hostile delete's and restore's {"confirm": "alpha"} would be right.
+    database = available_database(ctx, project, "alpha")
+    database_services.database_attach(ctx=ctx, database=database, app=app)
+    backup = stored_backup(database)
     values = {
+        "database": database.name,
+        "backup": str(backup.number),
         "rule": rule.name,
         "incident": str(incident.number),
         "channel": channel.name,
@@ -176,6 +184,9 @@ HOSTILE_BODY = {
     "enabled": False,
     "title": "pwned",
     "postmortem": "pwned",
+    "engine": "postgres",
+    "app": "alpha-app",
+    "env_name": "PWNED_URL",
 }
 
 
@@ -195,6 +206,7 @@ def database_fingerprint() -> list:
             "cron",
             "alerts",
             "events",
+            "databases",
         }:
             rows.append((model._meta.label, sorted(map(repr, model.objects.values_list()))))
     return rows
@@ -225,6 +237,7 @@ def _cases() -> list[tuple[Route, str]]:
 FILLERS = {
     *("team", "user", "project", "grant", "group", "service_account", "token"),
     *("app", "deployment", "variable", "cron_job", "run", "channel", "rule", "incident"),
+    *("database", "backup"),
 }
 
 

@@ -15,7 +15,8 @@ TEST_RUN_LABEL = "io.pandastack.test-run"
 
 
 def remove_test_run(client: docker.DockerClient, run_id: str) -> list[str]:
-    """Remove every container (running or not) and then every network labelled with ``run_id``.
+    """Remove every container (running or not), then every network and every volume labelled with
+    ``run_id``.
 
     Returns what could not be removed (empty when all went), so the caller can fail loudly.
     """
@@ -40,4 +41,11 @@ def remove_test_run(client: docker.DockerClient, run_id: str) -> list[str]:
             pass
         except docker.errors.APIError as exc:
             leftovers.append(f"network {network.name}: {exc}")
+    for volume in client.volumes.list(filters=selector):
+        try:
+            volume.remove()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            leftovers.append(f"volume {volume.name}: {exc}")
     return leftovers

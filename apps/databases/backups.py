@@ -1,0 +1,393 @@
+"""Backups and restores of managed databases.
+
+Requests (`backup_capture`, `backup_restore`, `backup_open`) check access, record desired state
+(a pending Backup; the database `backing_up` or `restoring`), write the audit row and enqueue a
+task (apps.databases.backup_tasks) once the transaction commits. The workers' side
+(`backup_execute`, `restore_execute`) dumps with apps.databases.dumps into Django's storage under
+the alias "backups" (settings.STORAGES; a folder by default), with each file's size and SHA-256,
+and restores only a file whose size and checksum still match. Both are idempotent: a task run again
+after its worker died redoes the unfinished work and leaves finished work alone.
+`scheduled_backups` (Celery beat, every 5 minutes) takes the plans' scheduled backups and gives up
+on work whose worker disappeared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import Storage, storages
+from django.db import transaction
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.core.access import TeamContext
+from apps.core.actors import Actor
+from apps.core.capabilities import Capability
+from apps.core.errors import Conflict, NotFound, require_confirmation
+from apps.databases.dumps import BackupError, DumpFormat, format_for, sha256_of
+from apps.databases.models import Backup, BackupStatus, BackupTrigger, Database, DatabaseStatus
+from apps.databases.provisioners import ProvisionerError
+from apps.databases.services import admin_url_of, spec_for
+from apps.events.models import Severity
+from apps.events.services import event_emit
+from apps.secrets.crypto import DecryptionFailed
+
+log = logging.getLogger(__name__)
+
+STORAGE_ALIAS = "backups"
+UNFINISHED = (BackupStatus.PENDING, BackupStatus.RUNNING)
+CHUNK = 1 << 20
+# Errors whose message is written for people (and holds no password); anything else is logged and
+# recorded by its type only.
+EXPLAINED = (BackupError, ProvisionerError, DecryptionFailed)
+
+
+def backup_storage() -> Storage:
+    return storages[STORAGE_ALIAS]
+
+
+# --- requests ----------------------------------------------------------------------------------------
+def _locked(database: Database) -> Database:
+    return Database.objects.select_for_update().select_related("team__plan").get(pk=database.pk)
+
+
+def _require_available(database: Database, doing: str) -> None:
+    if database.status != DatabaseStatus.AVAILABLE:
+        raise Conflict(
+            f"Database {database.name} is {database.status}; it can be {doing} only when available.",
+            code="database_not_available",
+            status=database.status,
+        )
+
+
+def _require_in_team(ctx: TeamContext, obj: Database | Backup) -> None:
+    if obj.team_id != ctx.team.pk:
+        raise NotFound()
+
+
+def _backup_create(*, database: Database, trigger: str, actor: Actor) -> Backup:
+    """Inside a transaction: lock the database, check it is available, record the pending backup,
+    mark the database backing_up, audit, and enqueue the dump when the transaction commits."""
+    from apps.databases.backup_tasks import backup_run
+
+    database = _locked(database)
+    _require_available(database, "backed up")
+    last = Backup.objects.filter(database=database).order_by("-number").values_list("number", flat=True).first()
+    backup = Backup.objects.create(
+        team=database.team,
+        database=database,
+        number=(last or 0) + 1,
+        trigger=trigger,
+        status=BackupStatus.PENDING,
+        created_by_label=actor.label[:200],
+    )
+    Database.objects.filter(pk=database.pk).update(status=DatabaseStatus.BACKING_UP, updated_at=timezone.now())
+    audit_record(actor=actor, action="database.backup", target=database, team=database.team,
+                 data={"backup": backup.number, "trigger": trigger})  # fmt: skip
+    transaction.on_commit(lambda: backup_run.delay(backup.pk))
+    return backup
+
+
+@transaction.atomic
+def backup_capture(*, ctx: TeamContext, database: Database, trigger: str = BackupTrigger.MANUAL) -> Backup:
+    """Queue a backup of an available database: answers at once with the pending Backup (number
+    1, 2, 3… per database) and the database `backing_up` until the worker finishes."""
+    _require_in_team(ctx, database)
+    ctx.require(Capability.MANAGE_DATABASES, database)
+    return _backup_create(database=database, trigger=trigger, actor=ctx.actor)
+
+
+@transaction.atomic
+def backup_restore(*, ctx: TeamContext, database: Database, backup: Backup, confirm: str) -> Backup:
+    """Queue the restore of `database` from one of its succeeded backups; the caller repeats the
+    database's name (its current data is replaced). The worker checks the file's size and
+    checksum before loading anything; the database is `restoring` until it is done."""
+    from apps.databases.backup_tasks import restore_run
+
+    _require_in_team(ctx, database)
+    if backup.database_id != database.pk:
+        raise NotFound()
+    ctx.require(Capability.MANAGE_DATABASES, database)
+    require_confirmation(confirm, expected=database.name, what="the database's name")
+    database = _locked(database)
+    backup = Backup.objects.get(pk=backup.pk)
+    _require_available(database, "restored")
+    if backup.status != BackupStatus.SUCCEEDED:
+        raise Conflict(
+            f"Backup #{backup.number} is {backup.status}; only a succeeded backup can be restored.",
+            code="backup_not_succeeded",
+        )
+    Database.objects.filter(pk=database.pk).update(
+        status=DatabaseStatus.RESTORING, status_reason="", updated_at=timezone.now()
+    )
+    audit_record(actor=ctx.actor, action="database.restore", target=database, team=ctx.team,
+                 data={"backup": backup.number})  # fmt: skip
+    transaction.on_commit(lambda: restore_run.delay(backup.pk))
+    return backup
+
+
+def backup_open(*, ctx: TeamContext, backup: Backup) -> tuple[IO[bytes], str]:
+    """A succeeded backup's file, opened for reading (the caller closes it), and the file name to
+    offer for download; audited. `backup.size_bytes` and `backup.sha256` let the client check it."""
+    _require_in_team(ctx, backup)
+    ctx.require(Capability.MANAGE_DATABASES, backup)
+    if backup.status != BackupStatus.SUCCEEDED or not backup.file_name:
+        raise Conflict(f"Backup #{backup.number} is {backup.status}; it has no file.", code="backup_not_succeeded")
+    try:
+        handle = backup_storage().open(backup.file_name, "rb")
+    except FileNotFoundError:
+        raise Conflict(
+            f"The file of backup #{backup.number} is missing from the backup storage.", code="backup_file_missing"
+        ) from None
+    database = backup.database
+    with transaction.atomic():
+        audit_record(actor=ctx.actor, action="database.backup_download", target=database, team=ctx.team,
+                     data={"backup": backup.number})  # fmt: skip
+    return handle, f"{ctx.team.slug}-{database.name}-{Path(backup.file_name).name}"
+
+
+# --- the schedule ------------------------------------------------------------------------------------
+def scheduled_backups(now: datetime | None = None) -> int:
+    """Back up every available database whose plan schedules backups and whose last scheduled
+    backup (of any outcome: a failing database is not retried every few minutes) is at least the
+    plan's interval old. Also gives up on work whose worker disappeared. Returns how many were queued."""
+    now = now or timezone.now()
+    give_up_stale(now)
+    last = (
+        Backup.objects.filter(database=OuterRef("pk"), trigger=BackupTrigger.SCHEDULED)
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+    due = (
+        Database.objects.filter(status=DatabaseStatus.AVAILABLE, team__plan__backup_interval_hours__gt=0)
+        .annotate(last_scheduled=Subquery(last))
+        .select_related("team__plan")
+        .order_by("id")
+    )
+    actor = Actor.system("backup-scheduler")
+    queued = 0
+    for database in due:
+        interval = timedelta(hours=database.team.plan.backup_interval_hours)
+        if database.last_scheduled is not None and database.last_scheduled > now - interval:
+            continue
+        try:
+            with transaction.atomic():
+                _backup_create(database=database, trigger=BackupTrigger.SCHEDULED, actor=actor)
+        except Conflict:
+            continue  # it became busy since the query
+        queued += 1
+    return queued
+
+
+def give_up_stale(now: datetime) -> None:
+    """Backups still pending or running, and restores still going, long after any worker would have
+    finished them (its task time limit is far shorter): their worker died and the message is gone.
+    The backup fails and the database is available again, with the reason."""
+    cutoff = now - timedelta(seconds=settings.PANDASTACK_BACKUP_STALE_SECONDS)
+    stale = Backup.objects.filter(status__in=UNFINISHED).filter(
+        Q(started_at__lt=cutoff) | Q(started_at__isnull=True, created_at__lt=cutoff)
+    )
+    for backup in stale.select_related("database__team"):
+        _backup_failed(backup, "the backup never finished: its worker stopped or its task was lost")
+    for database in Database.objects.filter(status=DatabaseStatus.RESTORING, updated_at__lt=cutoff):
+        _restore_failed(database, None, "the restore never finished: its worker stopped or its task was lost")
+
+
+# --- the worker's side -------------------------------------------------------------------------------
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, EXPLAINED):
+        return str(exc)
+    log.exception("backup or restore failed unexpectedly")
+    return f"an unexpected error ({type(exc).__name__}); the worker's log has the details"
+
+
+def _file_name(database: Database, backup: Backup, fmt: DumpFormat, now: datetime) -> str:
+    return f"{database.team.slug}/{database.name}/{backup.number}-{now:%Y%m%dT%H%M%SZ}.{fmt.extension}"
+
+
+class _HashingFile(File):
+    """The dump as Django storages read it: the SHA-256 and size of what went through `chunks()`."""
+
+    def __init__(self, handle: IO[bytes], name: str) -> None:
+        super().__init__(handle, name)
+        self.digest = hashlib.sha256()
+        self.copied = 0
+
+    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        for chunk in super().chunks(chunk_size):
+            self.digest.update(chunk)
+            self.copied += len(chunk)
+            yield chunk
+
+
+def _store(storage: Storage, name: str, path: Path) -> tuple[str, int, str]:
+    """Copy the dump into storage; its stored name, size and SHA-256."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        content = _HashingFile(handle, name)
+        stored = storage.save(name, content)
+    # One pass when the backend streamed chunks() once (the file system does); another otherwise.
+    sha256 = content.digest.hexdigest() if content.copied == size else sha256_of(path)
+    if storage.size(stored) != size:
+        raise BackupError(f"the backup storage kept {storage.size(stored)} bytes of {size}")
+    return stored, size, sha256
+
+
+def backup_execute(backup_id: int) -> None:
+    """Dump the database into storage and record the outcome; the database is available again
+    either way. A pending or running backup is (re)done from the start; a finished one is left."""
+    now = timezone.now()
+    with transaction.atomic():
+        backup = Backup.objects.select_for_update().filter(pk=backup_id).first()
+        if backup is None or backup.status not in UNFINISHED:
+            return
+        leftover = backup.file_name  # a killed run's partial file
+        backup.status, backup.started_at, backup.error, backup.file_name = BackupStatus.RUNNING, now, "", ""
+        backup.save(update_fields=["status", "started_at", "error", "file_name", "updated_at"])
+    database = Database.objects.select_related("team__plan", "server").get(pk=backup.database_id)
+    storage = backup_storage()
+    if leftover:
+        storage.delete(leftover)
+    try:
+        fmt = format_for(database.engine)
+        with tempfile.TemporaryDirectory(prefix="pandastack-backup-") as tmp:
+            path = Path(tmp) / f"dump.{fmt.extension}"
+            fmt.dump(admin_url_of(database), spec_for(database), path)
+            name = _file_name(database, backup, fmt, now)
+            # Recorded before writing: a run killed while writing leaves a file the next run finds.
+            Backup.objects.filter(pk=backup.pk).update(file_name=name)
+            stored, size, sha256 = _store(storage, name, path)
+    except Exception as exc:
+        _backup_failed(backup, _reason(exc))
+        return
+    with transaction.atomic():
+        done = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
+            status=BackupStatus.SUCCEEDED, file_name=stored, size_bytes=size, sha256=sha256,
+            finished_at=timezone.now(), updated_at=timezone.now(),
+        )  # fmt: skip
+        Database.objects.filter(pk=database.pk, status=DatabaseStatus.BACKING_UP).update(
+            status=DatabaseStatus.AVAILABLE, updated_at=timezone.now()
+        )
+    if not done:  # given up on meanwhile (give_up_stale): the file belongs to no backup
+        storage.delete(stored)
+        return
+    prune(database)
+
+
+def _backup_failed(backup: Backup, reason: str) -> None:
+    database = backup.database
+    with transaction.atomic():
+        changed = Backup.objects.filter(pk=backup.pk, status__in=UNFINISHED).update(
+            status=BackupStatus.FAILED, error=reason[:2000], finished_at=timezone.now(), updated_at=timezone.now()
+        )
+        Database.objects.filter(pk=database.pk, status=DatabaseStatus.BACKING_UP).update(
+            status=DatabaseStatus.AVAILABLE, updated_at=timezone.now()
+        )
+        if changed:
+            event_emit(team=database.team, kind="database.backup_failed", subject=database, severity=Severity.ERROR,
+                       message=f"{database.name}: backup #{backup.number} failed: {reason[:300]}",
+                       data={"backup": backup.number, "trigger": backup.trigger})  # fmt: skip
+    if backup.file_name:
+        backup_storage().delete(backup.file_name)
+    Backup.objects.filter(pk=backup.pk).update(file_name="")
+
+
+def prune(database: Database) -> int:
+    """Keep the plan's number of succeeded backups per database (at least the newest one) and as
+    many failed ones; delete the older ones and their files. Returns how many went."""
+    kept = max(1, database.team.plan.backups_kept)
+    storage = backup_storage()
+    gone = 0
+    for status in (BackupStatus.SUCCEEDED, BackupStatus.FAILED):
+        old = Backup.objects.filter(database=database, status=status).order_by("-number")[kept:]
+        for backup in list(old):
+            if backup.file_name:
+                storage.delete(backup.file_name)
+            backup.delete()
+            gone += 1
+    return gone
+
+
+def backups_delete_all(*, database: Database) -> int:
+    """Delete every backup of a database and its file (for when the database itself goes)."""
+    storage = backup_storage()
+    count = 0
+    for backup in Backup.objects.filter(database=database):
+        if backup.file_name:
+            storage.delete(backup.file_name)
+        backup.delete()
+        count += 1
+    return count
+
+
+def _fetch_verified(storage: Storage, backup: Backup, path: Path) -> None:
+    """Copy the stored file to `path`, checking its size and SHA-256 against the backup's."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        source = storage.open(backup.file_name, "rb")
+    except FileNotFoundError:
+        raise BackupError(f"the file of backup #{backup.number} is missing from the backup storage") from None
+    with source, path.open("wb") as out:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    if size != backup.size_bytes:
+        raise BackupError(
+            f"the file of backup #{backup.number} is damaged: it has {size} bytes, {backup.size_bytes} were stored"
+        )
+    if digest.hexdigest() != backup.sha256:
+        raise BackupError(f"the file of backup #{backup.number} is damaged: its SHA-256 checksum does not match")
+
+
+def restore_execute(backup_id: int) -> None:
+    """Load a verified backup into its database; the database is available again either way (on
+    failure with the reason in its status_reason, and a `database.restore_failed` event). Runs only
+    while the database is `restoring`, so a second run after success does nothing."""
+    backup = Backup.objects.select_related("database__team__plan", "database__server").filter(pk=backup_id).first()
+    if backup is None or backup.database.status != DatabaseStatus.RESTORING:
+        return
+    database = backup.database
+    loading = False
+    fmt: DumpFormat | None = None
+    try:
+        fmt = format_for(database.engine)
+        with tempfile.TemporaryDirectory(prefix="pandastack-restore-") as tmp:
+            path = Path(tmp) / f"restore.{fmt.extension}"
+            _fetch_verified(backup_storage(), backup, path)
+            fmt.validate(path)
+            admin_url, spec = admin_url_of(database), spec_for(database)
+            loading = True
+            fmt.load(admin_url, spec, path)
+    except Exception as exc:
+        if loading and fmt is not None and not fmt.atomic_load:
+            after = "The data may be partly restored: restore again, or from another backup."
+        else:
+            after = "Nothing was changed."
+        _restore_failed(database, backup, f"Restore from backup #{backup.number} failed: {_reason(exc)}. {after}")
+        return
+    with transaction.atomic():
+        Backup.objects.filter(pk=backup.pk).update(restored_at=timezone.now(), updated_at=timezone.now())
+        Database.objects.filter(pk=database.pk, status=DatabaseStatus.RESTORING).update(
+            status=DatabaseStatus.AVAILABLE, status_reason="", updated_at=timezone.now()
+        )
+
+
+def _restore_failed(database: Database, backup: Backup | None, reason: str) -> None:
+    with transaction.atomic():
+        changed = Database.objects.filter(pk=database.pk, status=DatabaseStatus.RESTORING).update(
+            status=DatabaseStatus.AVAILABLE, status_reason=reason[:2000], updated_at=timezone.now()
+        )
+        if changed:
+            data: dict[str, Any] = {"backup": backup.number} if backup is not None else {}
+            event_emit(team=database.team, kind="database.restore_failed", subject=database, severity=Severity.ERROR,
+                       message=f"{database.name}: {reason[:300]}", data=data)  # fmt: skip

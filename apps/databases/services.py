@@ -1,0 +1,309 @@
+"""Managed databases: create, delete, rotate credentials, attach to apps, reveal connection info,
+and register the servers of the shared placement. Slow work (talking to database servers and the
+Docker Engine) runs in Celery tasks (apps.databases.tasks); the API answers 202 with the database
+to poll."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import transaction
+from django.db.models import Count, Q
+
+from apps.audit.services import audit_record
+from apps.core.access import TeamContext
+from apps.core.actors import Actor
+from apps.core.capabilities import Capability
+from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, require_confirmation
+from apps.databases.models import (
+    DEFAULT_ENV_NAME,
+    Database,
+    DatabaseAttachment,
+    DatabaseEngine,
+    DatabaseServer,
+    DatabaseStatus,
+    Placement,
+)
+from apps.databases.provisioners import DatabaseSpec, Provisioner, ProvisionerError, provisioner_for
+from apps.deployments.models import App
+from apps.secrets import crypto
+from apps.secrets.services import platform_secret_set, validate_name
+from apps.teams.models import Project
+from apps.teams.quotas import Limit, quota_check
+
+DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306, "redis": 6379, "mongodb": 27017}
+ADMIN_SCHEMES = {
+    "postgres": ("postgres", "postgresql"),
+    "mysql": ("mysql", "mariadb"),
+    "redis": ("redis", "rediss"),
+    "mongodb": ("mongodb", "mongodb+srv"),
+}
+LIVE = ~Q(status=DatabaseStatus.DELETED)
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)  # 192 bits; URL-safe, so it needs no quoting in connection URLs
+
+
+# --- reading ----------------------------------------------------------------------------------------
+def spec_for(database: Database) -> DatabaseSpec:
+    plan = database.team.plan
+    return DatabaseSpec(
+        db_name=database.db_name,
+        username=database.username,
+        password=crypto.decrypt(database.password_encrypted),
+        host=database.host,
+        port=database.port or DEFAULT_PORTS[database.engine],
+        connection_limit=plan.max_database_connections,
+    )
+
+
+def admin_url_of(database: Database) -> str:
+    """The administrator URL of the server the database lives on (a shared server, or its own
+    dedicated container), decrypted."""
+    if database.placement == Placement.DEDICATED:
+        from apps.databases import dedicated
+
+        return dedicated.admin_url(database)
+    if database.server is None:
+        raise ProvisionerError(f"database {database.name} has no server")
+    return crypto.decrypt(database.server.admin_url_encrypted)
+
+
+def provisioner_of(database: Database) -> Provisioner:
+    return provisioner_for(database.engine, admin_url_of(database))
+
+
+def connection_url(database: Database) -> str:
+    """The URL apps receive (contains the password: never log it)."""
+    return provisioner_of(database).url(spec_for(database))
+
+
+# --- servers (operators) ----------------------------------------------------------------------------
+def _parse_admin_url(engine: str, admin_url: str) -> tuple[str, int]:
+    if engine not in DatabaseEngine.values:
+        raise ValidationFailed("Unknown engine.", fields={"engine": [f"One of: {', '.join(DatabaseEngine.values)}."]})
+    try:
+        parts = urlsplit(admin_url)
+        port = parts.port or DEFAULT_PORTS[engine]
+    except ValueError:
+        parts, port = None, 0
+    if parts is None or parts.scheme not in ADMIN_SCHEMES[engine] or not parts.hostname:
+        schemes = " or ".join(f"{s}://" for s in ADMIN_SCHEMES[engine])
+        raise ValidationFailed(
+            "Invalid admin URL.", fields={"admin_url": [f"A {schemes} URL with the administrator's credentials."]}
+        )
+    return parts.hostname, port
+
+
+def _check_server(engine: str, admin_url: str) -> str:
+    try:
+        return provisioner_for(engine, admin_url).server_version()
+    except ProvisionerError as exc:
+        raise ValidationFailed(str(exc), fields={"admin_url": [str(exc)]}) from None
+
+
+@transaction.atomic
+def server_register(
+    *, engine: str, admin_url: str, name: str | None = None, host_for_apps: str = "", port_for_apps: int | None = None
+) -> DatabaseServer:
+    """Register a server for the shared placement, after connecting to it as its administrator."""
+    host, port = _parse_admin_url(engine, admin_url)
+    name = name or f"{engine}-{host.replace('.', '-').replace(':', '-')}-{port}"[:50].lower()
+    if DatabaseServer.objects.filter(name=name).exists():
+        raise ValidationFailed("A server with this name is registered.", fields={"name": ["Already taken."]})
+    version = _check_server(engine, admin_url)
+    server = DatabaseServer(
+        name=name,
+        engine=engine,
+        admin_url_encrypted=crypto.encrypt(admin_url),
+        host_for_apps=host_for_apps,
+        port_for_apps=port_for_apps,
+        version=version[:50],
+    )
+    server.full_clean()
+    server.save()
+    audit_record(actor=Actor.system("registerserver"), action="database_server.register", target=server,
+                 data={"engine": engine, "name": name})  # fmt: skip
+    return server
+
+
+@transaction.atomic
+def server_update_admin_url(*, server: DatabaseServer, admin_url: str) -> DatabaseServer:
+    _parse_admin_url(server.engine, admin_url)
+    server.version = _check_server(server.engine, admin_url)[:50]
+    server.admin_url_encrypted = crypto.encrypt(admin_url)
+    server.save(update_fields=["admin_url_encrypted", "version", "updated_at"])
+    audit_record(actor=Actor.system("admin"), action="database_server.update", target=server)
+    return server
+
+
+def _pick_server(engine: str) -> DatabaseServer:
+    server = (
+        DatabaseServer.objects.filter(engine=engine, enabled=True)
+        .annotate(load=Count("databases", filter=~Q(databases__status=DatabaseStatus.DELETED)))
+        .order_by("load", "id")
+        .first()
+    )
+    if server is None:
+        raise Conflict(
+            f"No {engine} server is registered for shared databases; an operator registers one in the admin or "
+            "with `python manage.py registerserver`.",
+            code="no_database_server",
+        )
+    return server
+
+
+# --- databases --------------------------------------------------------------------------------------
+@transaction.atomic
+def database_create(
+    *, ctx: TeamContext, project: Project, name: str, engine: str, placement: str = Placement.SHARED, version: str = ""
+) -> Database:
+    """Record the database (status provisioning) and queue its provisioning."""
+    from apps.databases.tasks import database_provision
+    from apps.teams.models import Team
+
+    team = Team.objects.select_for_update().select_related("plan").get(pk=ctx.team.pk)  # serialises quota checks
+    quota_check(team=team, limit=Limit.DATABASES, current=Database.objects.filter(LIVE, team=team).count())
+    if Database.objects.filter(LIVE, team=team, name=name).exists():
+        raise ValidationFailed("A database with this name exists in this team.", fields={"name": ["Already taken."]})
+    if engine not in DatabaseEngine.values:
+        raise ValidationFailed("Unknown engine.", fields={"engine": [f"One of: {', '.join(DatabaseEngine.values)}."]})
+    server = None
+    if placement == Placement.DEDICATED:
+        if not team.plan.allow_dedicated_databases:
+            raise PermissionDenied(
+                f"The {team.plan.name} plan has shared databases only; dedicated ones need another plan.",
+                code="plan_limit",
+            )
+    else:
+        server = _pick_server(engine)
+        if version and server.version and not server.version.startswith(version):
+            raise ValidationFailed(
+                "No shared server of this version.",
+                fields={"version": [f"Shared {engine} databases run version {server.version}."]},
+            )
+    database = Database.objects.create(
+        team=team, project=project, name=name, engine=engine, placement=placement, server=server,
+        version=(server.version if server else version), password_encrypted=crypto.encrypt(new_password()),
+        db_name="pending", username="pending",
+    )  # fmt: skip
+    # Generated names (never the user's input alone): unique by id, safe as identifiers and key prefixes.
+    base = f"ps{database.pk}_{name.replace('-', '_')}"[:63]
+    database.db_name = database.username = base
+    if server is not None:
+        host, port = _parse_admin_url(engine, crypto.decrypt(server.admin_url_encrypted))
+        database.host = server.host_for_apps or host
+        database.port = server.port_for_apps or port
+    database.save(update_fields=["db_name", "username", "host", "port"])
+    audit_record(actor=ctx.actor, action="database.create", target=database, team=team,
+                 data={"engine": engine, "placement": placement, "project": project.slug})  # fmt: skip
+    transaction.on_commit(lambda: database_provision.delay(database.pk))
+    return database
+
+
+def _require_status(database: Database, *allowed: str, doing: str) -> None:
+    if database.status not in allowed:
+        raise Conflict(
+            f"Database {database.name} is {database.status}; it can be {doing} when {' or '.join(allowed)}.",
+            code="database_busy",
+        )
+
+
+@transaction.atomic
+def database_delete(*, ctx: TeamContext, database: Database, confirm: str) -> Database:
+    """Detach it from every app (their next deploy no longer gets the URL), then drop it in a task."""
+    from apps.databases.tasks import database_deprovision
+
+    require_confirmation(confirm, expected=database.name, what="the database's name")
+    database = Database.objects.select_for_update().get(pk=database.pk)
+    _require_status(database, DatabaseStatus.AVAILABLE, DatabaseStatus.FAILED, doing="deleted")
+    for attachment in database.attachments.select_related("app__team"):
+        platform_secret_set(actor=ctx.actor, app=attachment.app, name=attachment.env_name, value=None,
+                            reason=f"database {database.name} deleted")  # fmt: skip
+    database.attachments.all().delete()
+    database.status = DatabaseStatus.DELETING
+    database.save(update_fields=["status", "updated_at"])
+    audit_record(actor=ctx.actor, action="database.delete", target=database, team=ctx.team)
+    transaction.on_commit(lambda: database_deprovision.delay(database.pk))
+    return database
+
+
+@transaction.atomic
+def database_rotate(*, ctx: TeamContext, database: Database) -> Database:
+    """Queue a credential rotation: a new password, the old one refused from then on, attached
+    apps' variables updated (their next deploy gets the new URL)."""
+    from apps.databases.tasks import database_rotate_credentials
+
+    database = Database.objects.select_for_update().get(pk=database.pk)
+    _require_status(database, DatabaseStatus.AVAILABLE, doing="rotated")
+    audit_record(actor=ctx.actor, action="database.rotate", target=database, team=ctx.team)
+    transaction.on_commit(lambda: database_rotate_credentials.delay(database.pk, ctx.actor.label))
+    return database
+
+
+@transaction.atomic
+def database_attach(
+    *, ctx: TeamContext, database: Database, app: App, env_name: str | None = None
+) -> DatabaseAttachment:
+    if not ctx.can(Capability.CHANGE_CONFIG, app):
+        raise PermissionDenied(f"You may not change the configuration of app {app.name}.")
+    _require_status(database, DatabaseStatus.AVAILABLE, doing="attached")
+    env_name = env_name or DEFAULT_ENV_NAME[database.engine]
+    if problem := validate_name(env_name):
+        raise ValidationFailed("Invalid variable name.", fields={"env_name": [problem]})
+    if DatabaseAttachment.objects.filter(database=database, app=app).exists():
+        raise Conflict(f"{database.name} is already attached to {app.name}.", code="already_attached")
+    if DatabaseAttachment.objects.filter(app=app, env_name=env_name).exists():
+        raise ValidationFailed(
+            "Another database uses this variable in this app.", fields={"env_name": [f"{env_name} is taken."]}
+        )
+    from apps.secrets.selectors import live_variables
+
+    if live_variables().filter(level="app", app=app, name=env_name).exists():
+        raise ValidationFailed(
+            f"App {app.name} already has a variable {env_name}.",
+            fields={"env_name": [f"{env_name} is set on {app.name}: unset it, or attach under another name."]},
+        )
+    attachment = DatabaseAttachment.objects.create(team=ctx.team, database=database, app=app, env_name=env_name)
+    platform_secret_set(actor=ctx.actor, app=app, name=env_name, value=connection_url(database),
+                        reason=f"database {database.name} attached")  # fmt: skip
+    audit_record(actor=ctx.actor, action="database.attach", target=database, team=ctx.team,
+                 data={"app": app.name, "env_name": env_name})  # fmt: skip
+    return attachment
+
+
+@transaction.atomic
+def database_detach(*, ctx: TeamContext, database: Database, app: App) -> None:
+    attachment = DatabaseAttachment.objects.filter(database=database, app=app).first()
+    if attachment is None:
+        raise ValidationFailed("Not attached.", fields={"app": [f"{database.name} is not attached to {app.name}."]})
+    platform_secret_set(actor=ctx.actor, app=app, name=attachment.env_name, value=None,
+                        reason=f"database {database.name} detached")  # fmt: skip
+    attachment.delete()
+    audit_record(actor=ctx.actor, action="database.detach", target=database, team=ctx.team,
+                 data={"app": app.name, "env_name": attachment.env_name})  # fmt: skip
+
+
+@transaction.atomic
+def database_reveal(*, ctx: TeamContext, database: Database) -> dict[str, Any]:
+    """Connection information with the password, for those who may manage databases or reveal
+    secrets; audited (names only)."""
+    if not (ctx.can(Capability.MANAGE_DATABASES, database) or ctx.can(Capability.REVEAL_SECRETS, database)):
+        try:
+            ctx.require(Capability.REVEAL_SECRETS, database)
+        except PermissionDenied as exc:  # the standard explanation, naming the alternative too
+            raise PermissionDenied(f"{exc.message} ('manage_databases' would do as well.)", **exc.extra) from None
+    _require_status(database, DatabaseStatus.AVAILABLE, DatabaseStatus.BACKING_UP, doing="revealed")
+    spec = spec_for(database)
+    audit_record(actor=ctx.actor, action="database.reveal", target=database, team=ctx.team)
+    return {
+        "url": provisioner_of(database).url(spec),
+        "host": spec.host,
+        "port": spec.port,
+        "database": spec.db_name,
+        "username": spec.username,
+        "password": spec.password,
+    }

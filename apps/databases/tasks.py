@@ -1,0 +1,129 @@
+"""Database lifecycle tasks. Each is idempotent: a worker killed half-way has its message
+redelivered (acks late, reject on worker lost) and the provisioner converges from wherever it
+stopped — a role without its database, a database without its grants."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.actors import Actor
+from apps.databases import services
+from apps.databases.models import Database, DatabaseStatus, Placement
+from apps.databases.provisioners import ProvisionerError
+from apps.events.models import Severity
+from apps.events.services import event_emit
+from apps.secrets import crypto
+from apps.secrets.services import platform_secret_set
+
+log = logging.getLogger(__name__)
+
+
+def _load(database_id: int) -> Database | None:
+    return Database.objects.select_related("team__plan", "server", "project").filter(pk=database_id).first()
+
+
+def _fail(database: Database, reason: str) -> None:
+    Database.objects.filter(pk=database.pk).update(
+        status=DatabaseStatus.FAILED, status_reason=reason[:2000], updated_at=timezone.now()
+    )
+    event_emit(team=database.team, kind="database.unavailable", subject=database, severity=Severity.ERROR,
+               message=f"{database.name}: {reason[:300]}", data={"engine": database.engine})  # fmt: skip
+
+
+@shared_task(name="databases.provision")
+def database_provision(database_id: int) -> None:
+    """Make the database exist (a dedicated container first when it has one), then mark it available."""
+    database = _load(database_id)
+    if database is None or database.status not in (DatabaseStatus.PROVISIONING, DatabaseStatus.FAILED):
+        return
+    try:
+        if database.placement == Placement.DEDICATED:
+            from apps.databases import dedicated
+
+            server = dedicated.ensure_container(database)
+            Database.objects.filter(pk=database.pk).update(host=server.host, port=server.port)
+            database.host, database.port = server.host, server.port
+        provisioner = services.provisioner_of(database)
+        provisioner.ensure(services.spec_for(database))
+        usage = provisioner.usage(services.spec_for(database))
+    except Exception as exc:  # any failure (server, engine) is recorded with its reason
+        log.warning("provisioning database %s failed: %s", database_id, exc)
+        _fail(database, f"Provisioning failed: {exc}")
+        return
+    Database.objects.filter(pk=database.pk, status__in=(DatabaseStatus.PROVISIONING, DatabaseStatus.FAILED)).update(
+        status=DatabaseStatus.AVAILABLE, status_reason="", size_bytes=usage.size_bytes,
+        connections=usage.connections, usage_at=timezone.now(), updated_at=timezone.now(),
+    )  # fmt: skip
+
+
+@shared_task(name="databases.deprovision")
+def database_deprovision(database_id: int) -> None:
+    """Drop the database and its user (and its container), then mark it deleted."""
+    database = _load(database_id)
+    if database is None or database.status != DatabaseStatus.DELETING:
+        return
+    try:
+        if database.placement == Placement.DEDICATED:
+            from apps.databases import dedicated
+
+            dedicated.remove_container(database)  # the container and its volume: all of its data
+        else:
+            services.provisioner_of(database).drop(services.spec_for(database))
+    except Exception as exc:  # recorded, then raised: the task fails and can be run again
+        log.warning("deleting database %s failed: %s", database_id, exc)
+        Database.objects.filter(pk=database.pk).update(status_reason=f"Deleting failed (will retry): {exc}"[:2000])
+        raise
+    Database.objects.filter(pk=database.pk).update(
+        status=DatabaseStatus.DELETED, deleted_at=timezone.now(), status_reason="", updated_at=timezone.now()
+    )
+
+
+@shared_task(name="databases.rotate")
+def database_rotate_credentials(database_id: int, actor_label: str = "") -> None:
+    """A new password on the server first (from then on the old one is refused), then stored, then
+    given to every attached app (their next deploy connects with it)."""
+    database = _load(database_id)
+    if database is None or database.status != DatabaseStatus.AVAILABLE:
+        return
+    password = services.new_password()
+    with transaction.atomic():
+        locked = Database.objects.select_for_update().get(pk=database.pk)
+        provisioner = services.provisioner_of(locked)
+        # Stored before it is applied, in the same transaction: if the server refuses, nothing changes.
+        locked.password_encrypted = crypto.encrypt(password)
+        locked.credentials_rotated_at = timezone.now()
+        locked.save(update_fields=["password_encrypted", "credentials_rotated_at", "updated_at"])
+        new_spec = services.spec_for(locked)
+        provisioner.set_password(new_spec)
+        actor = Actor.system(f"rotation by {actor_label}" if actor_label else "rotation")
+        for attachment in locked.attachments.select_related("app__team"):
+            platform_secret_set(actor=actor, app=attachment.app, name=attachment.env_name,
+                                value=provisioner.url(new_spec), reason=f"database {locked.name} rotated")  # fmt: skip
+
+
+@shared_task(name="databases.refresh_usage")
+def refresh_usage() -> int:
+    """Measure size and connections of every available database (beat, every few minutes); a
+    database growing past its plan's size is an event (`database.size_exceeded`, once per crossing)."""
+    count = 0
+    for database in Database.objects.filter(status=DatabaseStatus.AVAILABLE).select_related("team__plan", "server"):
+        try:
+            usage = services.provisioner_of(database).usage(services.spec_for(database))
+        except ProvisionerError as exc:
+            log.warning("usage of database %s: %s", database.pk, exc)
+            continue
+        limit = database.team.plan.max_database_size_mb * 2**20
+        if usage.size_bytes > limit >= (database.size_bytes or 0):
+            event_emit(team=database.team, kind="database.size_exceeded", subject=database, severity=Severity.WARNING,
+                       message=f"{database.name} holds {usage.size_bytes // 2**20} MiB; the plan allows "
+                               f"{database.team.plan.max_database_size_mb} MiB",
+                       data={"size_bytes": usage.size_bytes, "limit_bytes": limit})  # fmt: skip
+        Database.objects.filter(pk=database.pk).update(
+            size_bytes=usage.size_bytes, connections=usage.connections, usage_at=timezone.now()
+        )
+        count += 1
+    return count

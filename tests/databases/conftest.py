@@ -1,0 +1,95 @@
+"""Real database servers for the managed-database tests, registered as shared servers:
+
+- PostgreSQL: a cluster of the tests' own (initdb, scram-sha-256 password auth, a free port), because
+  the machine's cluster trusts local connections and a wrong password would not be refused there;
+- MariaDB: the machine's server (root with an empty password on 127.0.0.1:3306);
+- Redis: the machine's server (the default user).
+
+`scripts/test` installs and starts MariaDB, PostgreSQL and Redis on a fresh machine."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from apps.core.access import TeamContext, resolve_team
+from apps.core.actors import Actor
+from apps.databases.models import DatabaseServer
+from apps.databases.services import server_register
+from tests.conftest import TeamWorld
+
+PG_BIN = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]) if Path("/usr/lib/postgresql").exists() else None
+MARIADB_ADMIN_URL = os.environ.get("PANDASTACK_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
+REDIS_ADMIN_URL = os.environ.get("PANDASTACK_TEST_REDIS_ADMIN_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class PasswordCluster:
+    port: int
+    superuser_password: str
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgres://postgres:{self.superuser_password}@127.0.0.1:{self.port}/postgres"
+
+
+def _as_postgres(*args: str) -> subprocess.CompletedProcess[str]:
+    # initdb and pg_ctl refuse to run as root; the cluster belongs to the postgres system user.
+    return subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PasswordCluster]:
+    if PG_BIN is None or not (PG_BIN / "initdb").exists():
+        pytest.fail("PostgreSQL's server binaries are missing: apt-get install postgresql (scripts/test does)")
+    root = Path(tempfile.mkdtemp(prefix="pandastack-pg-"))
+    data, run = root / "data", root / "run"
+    run.mkdir()
+    password = uuid.uuid4().hex
+    (root / "pw").write_text(password)
+    shutil.chown(root, "postgres")
+    shutil.chown(run, "postgres")
+    shutil.chown(root / "pw", "postgres")
+    done = _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
+                        f"--pwfile={root / 'pw'}")  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"initdb failed: {done.stderr[-2000:]}")
+    port = free_port()
+    options = f"-p {port} -k {run} -c listen_addresses=127.0.0.1 -c fsync=off"
+    done = _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start")
+    if done.returncode != 0:
+        pytest.fail(f"the test PostgreSQL cluster did not start: {done.stderr[-2000:]}")
+    try:
+        yield PasswordCluster(port=port, superuser_password=password)
+    finally:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def servers(db, pg_cluster) -> dict[str, DatabaseServer]:
+    from apps.teams.models import Plan
+
+    Plan.objects.update(max_databases=20)  # the free plan's single database is not enough for these tests
+    return {
+        "postgres": server_register(engine="postgres", admin_url=pg_cluster.admin_url, name="pg-test"),
+        "mysql": server_register(engine="mysql", admin_url=MARIADB_ADMIN_URL, name="mariadb-test"),
+        "redis": server_register(engine="redis", admin_url=REDIS_ADMIN_URL, name="redis-test"),
+    }
+
+
+def ctx_of(world: TeamWorld, role: str = "owner") -> TeamContext:
+    return resolve_team(Actor.system("test", user=world.user(role)), world.team.slug)
