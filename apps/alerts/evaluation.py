@@ -1,13 +1,18 @@
 """Evaluating alert rules (the monitor calls `evaluate_rules` every PANDASTACK_ALERT_EVALUATION_INTERVAL
 seconds, from as many processes as run).
 
-A rule's value is its app's metric over the last `window` seconds of completed 10-second buckets
-(apps.monitoring.selectors; see `metric_window`), the app's current health (`up`), or the number of
-platform events of its kind about its app, cron job or project created in [now - window, now). No
-data (None) never holds. The states:
+A rule's value is its app's metric over the last `window` seconds of whole 10-second buckets plus
+the bucket being written (apps.monitoring.selectors; see `metric_window`), the app's current health
+(`up`), or the number of platform events of its kind about its app, cron job, database or project
+created in [now - window, now). No data (None) never holds. The states:
 
     ok / resolved --holds--> pending --held for for_seconds--> firing --stops holding--> resolved
     pending --stops holding--> ok          (for_seconds 0: ok/resolved --holds--> firing at once)
+
+A rule whose database was deleted (databases are soft-deleted: status "deleted") is not evaluated
+any more: the next round closes a firing it had (no "resolved" notification: nothing recovered, the
+database went away), moves it to ok, and from then on leaves it alone. The rule itself stays, as it
+was, for its owners to read or delete (a new database of the same name is another database).
 
 Each rule is evaluated in a short transaction of its own, claimed with
 SELECT ... FOR UPDATE SKIP LOCKED, so two evaluators never work on the same rule at once; every
@@ -26,11 +31,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.alerts.incidents import event_severity, firings_close, incident_for_firing
 from apps.alerts.models import AlertRule, AlertState, Incident, IncidentAlert, Operator, RuleMetric, RuleScope
 from apps.alerts.services import notify
+from apps.databases.models import DatabaseStatus
 from apps.events.models import PlatformEvent, Severity
 from apps.events.services import event_emit
 from apps.monitoring.models import Resolution
@@ -59,24 +66,30 @@ WINDOW_METRICS: dict[str, Callable[[Totals], float | None]] = {
     RuleMetric.UPTIME: lambda t: t.uptime_percent,
 }
 # The subject type of the events a rule of each scope counts (a project rule counts by project).
-SUBJECT_TYPES = {RuleScope.APP: "deployments.app", RuleScope.CRON_JOB: "cron.cronjob"}
+SUBJECT_TYPES = {
+    RuleScope.APP: "deployments.app",
+    RuleScope.CRON_JOB: "cron.cronjob",
+    RuleScope.DATABASE: "databases.database",
+}
 OUTCOMES = ("evaluated", "pending", "fired", "resolved", "skipped", "errors")
 
 
 def evaluate_rules(*, now: datetime | None = None) -> dict[str, int]:
     """Evaluate every enabled rule once, each as of the time it is locked (or as of `now` for every
     rule, when given). Returns counts: rules evaluated, moved to pending, fired, resolved, skipped
-    (another evaluator held them, or had already evaluated them as of a later time) and failed
-    (logged; the others are evaluated all the same)."""
+    (another evaluator held them, had already evaluated them as of a later time, or their database
+    was deleted) and failed (logged; the others are evaluated all the same)."""
     summary = dict.fromkeys(OUTCOMES, 0)
     totals: dict[tuple[int, datetime, datetime], Totals] = {}  # shared by this round's rules
-    rule_ids = list(AlertRule.objects.filter(enabled=True).order_by("id").values_list("id", flat=True))
+    # Rules of a deleted database are left out once they are back to ok (see _retire).
+    retired = Q(database__status=DatabaseStatus.DELETED, state=AlertState.OK)
+    rule_ids = list(AlertRule.objects.filter(enabled=True).exclude(retired).order_by("id").values_list("id", flat=True))
     for rule_id in rule_ids:
         try:
             with transaction.atomic():
                 rule = (
                     AlertRule.objects.select_for_update(skip_locked=True, of=("self",))
-                    .select_related("team", "project", "app", "cron_job")
+                    .select_related("team", "project", "app", "cron_job", "database")
                     .filter(pk=rule_id, enabled=True)
                     .first()
                 )
@@ -127,11 +140,17 @@ def _event_count(rule: AlertRule, now: datetime) -> int:
     )
     if rule.scope == RuleScope.PROJECT:
         return events.filter(project_id=rule.project_id).count()
-    subject_id = rule.app_id if rule.scope == RuleScope.APP else rule.cron_job_id
+    subject_id = {
+        RuleScope.APP: rule.app_id,
+        RuleScope.CRON_JOB: rule.cron_job_id,
+        RuleScope.DATABASE: rule.database_id,
+    }[rule.scope]
     return events.filter(subject_type=SUBJECT_TYPES[rule.scope], subject_id=str(subject_id)).count()
 
 
 def _evaluate(rule: AlertRule, now: datetime, totals: dict[tuple[int, datetime, datetime], Totals]) -> str:
+    if rule.database is not None and rule.database.status == DatabaseStatus.DELETED:
+        return _retire(rule, now)
     value = rule_value(rule, now, totals)
     holds = value is not None and COMPARE[rule.operator](value, rule.threshold)
     state = rule.state
@@ -150,6 +169,16 @@ def _evaluate(rule: AlertRule, now: datetime, totals: dict[tuple[int, datetime, 
         return _resolve(rule, value, now)
     AlertRule.objects.filter(pk=rule.pk).update(last_value=value, last_evaluated_at=now)
     return "evaluated"
+
+
+def _retire(rule: AlertRule, now: datetime) -> str:
+    """The rule's database was deleted: close a firing it had (its incident resolves if nothing else
+    in it fires) and put it back to ok, where evaluate_rules leaves it alone."""
+    firings_close(rule=rule, now=now)
+    AlertRule.objects.filter(pk=rule.pk).exclude(state=AlertState.OK).update(
+        state=AlertState.OK, state_since=now, pending_since=None, last_value=None, last_evaluated_at=now
+    )
+    return "skipped"
 
 
 def _move(rule: AlertRule, old: str, new: str, value: float | None, now: datetime, **fields: Any) -> bool:
@@ -231,6 +260,7 @@ def _event_data(rule: AlertRule, value: float | None, incident: Incident | None)
         "scope": rule.scope,
         "app": rule.app.name if rule.app else None,
         "cron_job": rule.cron_job.name if rule.cron_job else None,
+        "database": rule.database.name if rule.database else None,
         "metric": rule.metric,
         "event_kind": rule.event_kind,
         "operator": rule.operator,

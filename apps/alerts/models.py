@@ -58,6 +58,7 @@ class Delivery(TeamOwnedModel):
 class RuleScope(models.TextChoices):
     APP = "app"
     CRON_JOB = "cron_job"
+    DATABASE = "database"
     PROJECT = "project"
 
 
@@ -100,15 +101,18 @@ class AlertState(models.TextChoices):
 
 
 class AlertRule(TeamOwnedModel):
-    """A condition on an app's metrics or on platform events, evaluated continuously by the monitor
-    (`manage.py run_monitor`). Firing notifies the rule's channels once and opens (or joins) an
-    incident; resolving notifies once more."""
+    """A condition on an app's metrics or on the platform events of an app, a cron job, a database or
+    a project, evaluated continuously by the monitor (`manage.py run_monitor`). Firing notifies the
+    rule's channels once and opens (or joins) an incident; resolving notifies once more."""
 
     name = models.CharField(max_length=SLUG_MAX_LENGTH, validators=[slug_validator])
     project = models.ForeignKey("teams.Project", on_delete=models.CASCADE, related_name="alert_rules")
     scope = models.CharField(max_length=10, choices=RuleScope.choices)
     app = models.ForeignKey("deployments.App", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     cron_job = models.ForeignKey("cron.CronJob", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    database = models.ForeignKey(
+        "databases.Database", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     metric = models.CharField(max_length=20, choices=RuleMetric.choices)
     event_kind = models.CharField(max_length=64, blank=True, help_text="for metric=event, e.g. cron.run_failed")
     operator = models.CharField(max_length=3, choices=Operator.choices, default=Operator.GT)
@@ -137,8 +141,8 @@ class AlertRule(TeamOwnedModel):
 
     @property
     def target(self) -> models.Model:
-        """What the rule watches: its app, its cron job, or its project."""
-        return self.app or self.cron_job or self.project
+        """What the rule watches: its app, its cron job, its database, or its project."""
+        return self.app or self.cron_job or self.database or self.project
 
     def condition_text(self) -> str:
         """The condition for people, e.g. "error_rate of api over 300s > 5" or "cron.run_failed

@@ -1,6 +1,6 @@
-"""Alert rules: what a rule watches (an app's metrics, or the platform events of an app, a cron job
-or a whole project), its condition, and where it says so. Written here, validated and audited;
-apps.alerts.evaluation evaluates them."""
+"""Alert rules: what a rule watches (an app's metrics, or the platform events of an app, a cron job,
+a database or a whole project), its condition, and where it says so. Written here, validated and
+audited; apps.alerts.evaluation evaluates them."""
 
 import math
 from collections.abc import Iterable
@@ -25,13 +25,14 @@ from apps.audit.services import audit_record
 from apps.core.access import TeamContext
 from apps.core.errors import ValidationFailed, require_confirmation
 from apps.cron.models import CronJob
+from apps.databases.models import Database, DatabaseStatus
 from apps.deployments.models import App
 from apps.monitoring.models import Resolution
 from apps.teams.models import Project
 
 # The platform events a rule of metric "event" can count, and what each is about: the scope whose
 # resource is the event's subject. A rule of scope "project" counts a kind for every resource of
-# its project; a rule of scope "app" or "cron_job" only the kinds about that resource.
+# its project; a rule of scope "app", "cron_job" or "database" only the kinds about that resource.
 EVENT_KINDS: dict[str, tuple[str, str]] = {
     "deployment.failed": (RuleScope.APP, "a deployment failed (nothing new went live)"),
     "deployment.succeeded": (RuleScope.APP, "a deployment went live"),
@@ -43,17 +44,18 @@ EVENT_KINDS: dict[str, tuple[str, str]] = {
     "cron.run_missed": (RuleScope.CRON_JOB, "a run did not start within its starting deadline"),
     "cron.run_skipped": (RuleScope.CRON_JOB, "a run was skipped: the previous one was still running"),
     "cron.job_suspended": (RuleScope.CRON_JOB, "the job was suspended: its schedule cannot be evaluated"),
-    # Managed databases: counted by project rules (rules scoped to one database come later).
-    "database.unavailable": (RuleScope.PROJECT, "a database could not be provisioned or reached"),
-    "database.backup_failed": (RuleScope.PROJECT, "a database backup failed"),
-    "database.restore_failed": (RuleScope.PROJECT, "a database restore failed (the data was left as it was)"),
-    "database.size_exceeded": (RuleScope.PROJECT, "a database grew past its plan's size"),
+    "database.unavailable": (RuleScope.DATABASE, "a database could not be provisioned or reached"),
+    "database.backup_failed": (RuleScope.DATABASE, "a database backup failed"),
+    "database.restore_failed": (RuleScope.DATABASE, "a database restore failed (the data was left as it was)"),
+    "database.size_exceeded": (RuleScope.DATABASE, "a database grew past its plan's size"),
 }
 WINDOW_SECONDS = (10, 86400)
 # A metric rule reads whole raw (10-second) buckets, so its window is a multiple of 10 seconds, at
 # least 3 buckets, and no longer than those buckets are kept (settings.PANDASTACK_METRICS_RETENTION).
 METRIC_WINDOW_MIN_SECONDS = 30
 FOR_SECONDS = (0, 86400)
+# Scopes whose rules can only count platform events (metrics are per app).
+EVENT_ONLY_SCOPES = (RuleScope.CRON_JOB, RuleScope.DATABASE, RuleScope.PROJECT)
 # Changing one of these makes it another condition: the rule starts again from ok.
 CONDITION_FIELDS = ("metric", "event_kind", "operator", "threshold", "window_seconds", "for_seconds")
 UPDATABLE_FIELDS = (*CONDITION_FIELDS, "severity", "channels", "enabled")
@@ -67,7 +69,7 @@ def _validate(rule: AlertRule, channels: Iterable[NotificationChannel]) -> None:
     """Every problem of `rule` at once, as field errors; then the model's own checks."""
     errors: dict[str, list[str]] = {}
     scope, metric = rule.scope, rule.metric
-    app, cron_job = rule.app, rule.cron_job
+    app, cron_job, database = rule.app, rule.cron_job, rule.database
     if scope not in RuleScope.values:
         errors["scope"] = [f"One of: {', '.join(RuleScope.values)}."]
     if metric not in RuleMetric.values:
@@ -80,15 +82,22 @@ def _validate(rule: AlertRule, channels: Iterable[NotificationChannel]) -> None:
         errors["cron_job"] = ["Required for scope cron_job."]
     if scope != RuleScope.CRON_JOB and cron_job is not None:
         errors["cron_job"] = ["Only for scope cron_job."]
+    if scope == RuleScope.DATABASE and database is None:
+        errors["database"] = ["Required for scope database."]
+    if scope != RuleScope.DATABASE and database is not None:
+        errors["database"] = ["Only for scope database."]
     if scope == RuleScope.PROJECT and rule.project_id is None:
         errors["project"] = ["Required for scope project."]
-    if scope in (RuleScope.CRON_JOB, RuleScope.PROJECT) and metric in RuleMetric.values and metric != RuleMetric.EVENT:
+    if scope in EVENT_ONLY_SCOPES and metric in RuleMetric.values and metric != RuleMetric.EVENT:
         errors["metric"] = [f"A {scope} rule counts platform events: use metric event (metrics are per app)."]
     project = rule.project if rule.project_id is not None else None
-    for field, obj in (("app", app), ("cron_job", cron_job), ("project", project)):
+    for field, obj in (("app", app), ("cron_job", cron_job), ("database", database), ("project", project)):
         if obj is not None and obj.team_id != rule.team_id:
             errors[field] = ["Not in this team."]
-    owner = app or cron_job
+    # A deleted database's rules stay (to be read, disabled or deleted), but no new rule watches one.
+    if rule.pk is None and database is not None and database.status == DatabaseStatus.DELETED:
+        errors["database"] = ["This database is deleted."]
+    owner = app or cron_job or database
     if owner is not None and rule.project_id is not None and owner.project_id != rule.project_id:
         errors["project"] = [f"The {str(scope).replace('_', ' ')} belongs to another project."]
 
@@ -98,7 +107,7 @@ def _validate(rule: AlertRule, channels: Iterable[NotificationChannel]) -> None:
             errors["event_kind"] = [f"Required for metric event; one of: {_known_kinds()}."]
         elif kind not in EVENT_KINDS:
             errors["event_kind"] = [f"Unknown kind; one of: {_known_kinds()}."]
-        elif scope in (RuleScope.APP, RuleScope.CRON_JOB) and EVENT_KINDS[kind][0] != scope:
+        elif scope in (RuleScope.APP, RuleScope.CRON_JOB, RuleScope.DATABASE) and EVENT_KINDS[kind][0] != scope:
             about = EVENT_KINDS[kind][0]
             use = "project" if about == RuleScope.PROJECT else f"{about} or project"
             errors["event_kind"] = [f"{kind} events are counted by a rule of scope {use}."]
@@ -163,6 +172,7 @@ def rule_create(
     threshold: float,
     app: App | None = None,
     cron_job: CronJob | None = None,
+    database: Database | None = None,
     project: Project | None = None,
     event_kind: str = "",
     operator: str = Operator.GT,
@@ -172,18 +182,20 @@ def rule_create(
     channels: Iterable[NotificationChannel] = (),
     enabled: bool = True,
 ) -> AlertRule:
-    """Create a rule, in state ok. Its project is its app's or cron job's (a `project` given too must
-    be that one). Raises ValidationFailed naming every field that is wrong."""
+    """Create a rule, in state ok. Its project is its app's, cron job's or database's (a `project`
+    given too must be that one); a database must not be deleted. Raises ValidationFailed naming
+    every field that is wrong."""
     channels = list(dict.fromkeys(channels))
     if AlertRule.objects.filter(team=ctx.team, name=name).exists():
         raise _name_taken()
-    owner = app or cron_job
+    owner = app or cron_job or database
     rule = AlertRule(
         team=ctx.team,
         name=name,
         scope=scope,
         app=app,
         cron_job=cron_job,
+        database=database,
         project=project if project is not None else (owner.project if owner is not None else None),
         metric=metric,
         event_kind=event_kind,
@@ -236,7 +248,9 @@ def rule_update(*, ctx: TeamContext, rule: AlertRule, **changes: Any) -> AlertRu
         return rule
     # Wait for an evaluator that holds the rule; then work on the row as it is now.
     rule = (
-        AlertRule.objects.select_for_update(of=("self",)).select_related("app", "cron_job", "project").get(pk=rule.pk)
+        AlertRule.objects.select_for_update(of=("self",))
+        .select_related("app", "cron_job", "database", "project")
+        .get(pk=rule.pk)
     )
     new_channels = changes.pop("channels", None)
     channels = list(dict.fromkeys(new_channels)) if new_channels is not None else list(rule.channels.all())

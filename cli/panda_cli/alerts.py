@@ -2,7 +2,8 @@
 channels they notify (`panda alerts channels`).
 
 A rule watches what its option names: `--app` (the app's metrics, or its events), `--cron-job` (the
-job's events) or `--project` alone (events of everything in the project). It measures a metric
+job's events), `--database` (the database's events, e.g. database.backup_failed) or `--project` alone
+(events of everything in the project). It measures a metric
 (`--metric error_rate`) or counts platform events of a kind (`--event cron.run_failed`) over
 `--window`, and fires once the condition has held for `--for`. Firing notifies its channels and opens
 (or joins) an incident; see `panda incidents`.
@@ -20,7 +21,7 @@ from panda_cli.session import JsonOption, Session, TeamOption, reports_errors
 
 alerts_app = typer.Typer(
     help="Alert rules: conditions on an app's metrics or on platform events that notify channels and open "
-    "incidents.\n\nA rule watches `--app`, `--cron-job` or `--project`; it measures `--metric` or counts "
+    "incidents.\n\nA rule watches `--app`, `--cron-job`, `--database` or `--project`; it measures `--metric` or counts "
     "`--event`s over `--window` and fires once the condition has held for `--for`.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
@@ -69,7 +70,7 @@ class ChannelKind(StrEnum):
 
 
 SYMBOLS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-SCOPE_LABELS = {"app": "app", "cron_job": "cron job", "project": "project"}
+SCOPE_LABELS = {"app": "app", "cron_job": "cron job", "database": "database", "project": "project"}
 
 RuleNameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The rule's name.", show_default=False)]
 AppTarget = Annotated[
@@ -79,12 +80,20 @@ AppTarget = Annotated[
 CronJobTarget = Annotated[
     str | None, typer.Option("--cron-job", help="Watch this cron job's events (with --event).", show_default=False)
 ]
+DatabaseTarget = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help="Watch this database's events (with --event, e.g. database.backup_failed).",
+        show_default=False,
+    ),
+]
 ProjectTarget = Annotated[
     str | None,
     typer.Option(
         "--project",
         "-p",
-        help="The rule's project. Alone (without --app or --cron-job): watch events of everything in it.",
+        help="The rule's project. Alone (without --app, --cron-job or --database): watch events of everything in it.",
         show_default=False,
     ),
 ]
@@ -180,11 +189,11 @@ def _channel_path(session: Session, name: str | None = None, *parts: str) -> str
 
 
 def watches(rule: dict[str, Any]) -> str | None:
-    """What the rule watches: `app web`, `cron job nightly`, `project shop`."""
+    """What the rule watches: `app web`, `cron job nightly`, `database main`, `project shop`."""
     scope = rule.get("scope")
     if not scope:
         return None
-    target = rule.get(scope) if scope in ("app", "cron_job", "project") else None
+    target = rule.get(scope) if scope in SCOPE_LABELS else None
     return f"{SCOPE_LABELS.get(scope, scope)} {output.text(target)}"
 
 
@@ -241,16 +250,19 @@ def _rule_details(rule: dict[str, Any]) -> None:
 # -- what a command line asks for --------------------------------------------------------------
 
 
-def _target(*, app: str | None, cron_job: str | None, project: str | None) -> dict[str, Any]:
-    """The rule's scope and what it names: --app or --cron-job (with --project, which the server
-    checks against it), or --project alone. {} when none is given."""
-    if app and cron_job:
-        raise UsageProblem("give --app or --cron-job, not both", hint="a rule watches one thing")
+def _target(*, app: str | None, cron_job: str | None, database: str | None, project: str | None) -> dict[str, Any]:
+    """The rule's scope and what it names: --app, --cron-job or --database (with --project, which the
+    server checks against it), or --project alone. {} when none is given."""
+    given = {"app": app, "cron_job": cron_job, "database": database}
+    named = [scope for scope, name in given.items() if name]
+    if len(named) > 1:
+        options = " and ".join(f"--{scope.replace('_', '-')}" for scope in named)
+        raise UsageProblem(
+            f"give only one of --app, --cron-job and --database (got {options})", hint="a rule watches one thing"
+        )
     body: dict[str, Any] = {}
-    if app:
-        body = {"scope": "app", "app": app}
-    elif cron_job:
-        body = {"scope": "cron_job", "cron_job": cron_job}
+    if named:
+        body = {"scope": named[0], named[0]: given[named[0]]}
     elif project:
         body = {"scope": "project"}
     if project:
@@ -356,6 +368,7 @@ def alerts_create(
     ],
     app: AppTarget = None,
     cron_job: CronJobTarget = None,
+    database: DatabaseTarget = None,
     project: ProjectTarget = None,
     metric: MetricOption = None,
     event: EventOption = None,
@@ -375,15 +388,17 @@ def alerts_create(
     --window 5m --for 1m --severity critical --channel ops-hook` (--op and --threshold are required).
 
     On events: `panda alerts create backup-failed --cron-job nightly --event cron.run_failed --channel
-    ops-hook` fires on any such event; give --op and --threshold to fire on more than one.
+    ops-hook` fires on any such event; give --op and --threshold to fire on more than one. A database's:
+    `panda alerts create backups --database main --event database.backup_failed --channel ops-hook`.
     Options left out take the server's defaults.
     """
     # Checked before anything talks to the API, so a usage error never costs a request.
-    target = _target(app=app, cron_job=cron_job, project=project)
+    target = _target(app=app, cron_job=cron_job, database=database, project=project)
     if not target:
         raise UsageProblem(
-            "say what the rule watches: --app, --cron-job or --project",
-            hint="--app A watches an app's metrics or events; --cron-job J a job's events; --project P its events",
+            "say what the rule watches: --app, --cron-job, --database or --project",
+            hint="--app A watches an app's metrics or events; --cron-job J a job's events; --database D a "
+            "database's events; --project P its events",
         )
     measure = _measure(metric=metric, event=event)
     if not measure:
@@ -454,7 +469,7 @@ def alerts_update(
     """Change an alert rule: only the options given change.
 
     `panda alerts update high-errors --threshold 10 --for 5m`; `panda alerts update high-errors --disabled`.
-    What a rule watches stays: to watch another app, cron job or project, create another rule.
+    What a rule watches stays: to watch another app, cron job, database or project, create another rule.
     """
     if channel is not None and no_channels:
         raise UsageProblem("give --channel or --no-channels, not both")

@@ -26,6 +26,7 @@ def rule_json(name="high-errors", **overrides):
         "scope": "app",
         "app": "web",
         "cron_job": None,
+        "database": None,
         "metric": "error_rate",
         "event_kind": "",
         "operator": "gt",
@@ -151,6 +152,26 @@ def test_show(run, api):
     assert "Last value: 7.46 at 2025-" in result.stdout
 
 
+def database_rule_json(**overrides):
+    database = {"scope": "database", "cron_job": None, "database": "main", "event_kind": "database.backup_failed"}
+    return {**event_rule_json(**database, **overrides), "name": "backups"}
+
+
+def test_list_and_show_a_database_rule(run, api):
+    api.on("GET", RULES, page([database_rule_json()]))
+    api.on("GET", RULES + "backups/", reply(200, database_rule_json()))
+
+    listed = run("alerts", "list")
+    shown = run("alerts", "show", "backups")
+
+    assert listed.exit_code == 0, listed.stderr
+    row = listed.stdout.splitlines()[1]
+    assert "database main" in row and row.endswith("database.backup_failed events > 0 over 10m")
+    assert shown.exit_code == 0, shown.stderr
+    assert "Watches:    database main" in shown.stdout
+    assert "Condition:  database.backup_failed events > 0 over 10m" in shown.stdout
+
+
 def test_show_a_rule_never_evaluated(run, api):
     api.on("GET", RULES + "backup-failed/", reply(200, event_rule_json(channels=[])))
     result = run("alerts", "show", "backup-failed")
@@ -233,6 +254,25 @@ def test_create_a_project_rule(run, api):
     assert "cron_job" not in body
 
 
+def test_create_a_database_rule(run, api):
+    api.on("POST", RULES, reply(201, database_rule_json()))
+
+    result = run("alerts", "create", "backups", "--database", "main", "--event", "database.backup_failed", "-c", "ops")
+
+    assert result.exit_code == 0, result.stderr
+    assert api.body(api.requests[0]) == {
+        "name": "backups",
+        "scope": "database",
+        "database": "main",
+        "metric": "event",
+        "event_kind": "database.backup_failed",
+        "operator": "gt",
+        "threshold": 0.0,
+        "channels": ["ops"],
+    }
+    assert "Watches:    database main" in result.stdout
+
+
 def test_create_json_prints_the_created_rule(run, api):
     api.on("POST", RULES, reply(201, rule_json()))
     result = run("alerts", "create", "high-errors", "-a", "web", "-m", "error_rate", "-o", "gt", "-t", "5", "--json")
@@ -261,7 +301,8 @@ def test_create_bad_durations_exit_2_without_a_request(run, api, args, message):
     ("args", "message"),
     [
         (["-m", "error_rate", "-o", "gt", "-t", "5"], "say what the rule watches"),
-        (["-a", "web", "--cron-job", "nightly", "-e", "x"], "--app or --cron-job, not both"),
+        (["-a", "web", "--cron-job", "nightly", "-e", "x"], "only one of --app, --cron-job and --database"),
+        (["--cron-job", "nightly", "--database", "main", "-e", "x"], "(got --cron-job and --database)"),
         (["-a", "web", "-o", "gt", "-t", "5"], "say what the rule measures"),
         (["-a", "web", "-m", "event"], "--metric event needs the kind of event"),
         (["-a", "web", "-m", "cpu_percent", "-e", "cron.run_failed"], "cannot go with --metric cpu_percent"),

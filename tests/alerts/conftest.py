@@ -1,5 +1,5 @@
-"""Fixtures for the alert rule and incident tests: a team context for services, an app and a cron
-job written straight to the database, channels made through the service, and metrics written the
+"""Fixtures for the alert rule and incident tests: a team context for services, an app, a cron job
+and a managed database written straight to the database, channels made through the service, and metrics written the
 way the collectors write them (apps.monitoring.services.record)."""
 
 from dataclasses import dataclass
@@ -15,6 +15,7 @@ from apps.alerts.services import channel_create
 from apps.core.access import TeamContext, resolve_team
 from apps.core.actors import Actor
 from apps.cron.models import CronJob
+from apps.databases.models import Database, DatabaseStatus
 from apps.deployments.models import App
 from apps.monitoring.services import record
 from tests.conftest import TeamWorld
@@ -26,13 +27,14 @@ def ctx_of(world: TeamWorld, role: str = "owner") -> TeamContext:
 
 @dataclass
 class AlertWorld:
-    """team_a with an app "api" and a cron job "nightly" in project "web", a webhook channel "ops"
-    and an e-mail channel "mail" (both enabled)."""
+    """team_a with an app "api", a cron job "nightly" and an available database "main" in project
+    "web", a webhook channel "ops" and an e-mail channel "mail" (both enabled)."""
 
     world: TeamWorld
     ctx: TeamContext
     app: App
     job: CronJob
+    database: Database
     ops: NotificationChannel
     mail: NotificationChannel
 
@@ -69,9 +71,26 @@ def aw(team_a: TeamWorld) -> AlertWorld:
     job = CronJob.objects.create(
         team=team_a.team, project=team_a.project, name="nightly", image="busybox", command=["true"], schedule="@daily"
     )
+    database = make_database(team_a, "main")
     ops, _ = channel_create(ctx=ctx, name="ops", kind="webhook", target="http://127.0.0.1:9/hook")
     mail, _ = channel_create(ctx=ctx, name="mail", kind="email", target="oncall@example.com")
-    return AlertWorld(world=team_a, ctx=ctx, app=app, job=job, ops=ops, mail=mail)
+    return AlertWorld(world=team_a, ctx=ctx, app=app, job=job, database=database, ops=ops, mail=mail)
+
+
+def make_database(world: TeamWorld, name: str, **fields: Any) -> Database:
+    """A managed database row in `world`'s project, as provisioning leaves it (no server behind it:
+    alert rules only read its row and its events)."""
+    values: dict[str, Any] = {
+        "team": world.team,
+        "project": world.project,
+        "name": name,
+        "engine": "postgres",
+        "status": DatabaseStatus.AVAILABLE,
+        "db_name": name.replace("-", "_"),
+        "username": name.replace("-", "_"),
+        "password_encrypted": "not-used",
+    }
+    return Database.objects.create(**(values | fields))
 
 
 def later(seconds: float, since: datetime | None = None) -> datetime:

@@ -55,6 +55,7 @@ def test_create_get_list_update_and_delete_a_rule(aw: AlertWorld, client_for):
         "threshold": 5.0,
         "project": "web",
         "cron_job": None,
+        "database": None,
         "event_kind": "",
         "enabled": True,
         "state": "ok",

@@ -196,8 +196,9 @@ def test_deleting_a_project_takes_its_incidents_along_without_a_trace_left_behin
     emit(aw.app, "deployment.failed")
     evaluate_rules(now=timezone.now() + timedelta(seconds=1))
     assert Incident.objects.get().alerts.filter(resolved_at__isnull=True).exists()
-    aw.app.delete()  # a project with apps or cron jobs cannot be deleted
+    aw.app.delete()  # a project with apps, cron jobs or databases cannot be deleted
     aw.job.delete()
+    aw.database.delete()
     aw.world.project.delete()
     assert not Incident.objects.exists() and not AlertRule.objects.exists()
     # No event was written about the incident going with it (it would point at the deleted project).

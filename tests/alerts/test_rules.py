@@ -185,14 +185,16 @@ def test_another_teams_resources_and_channels_are_refused(aw: AlertWorld, team_b
 
 
 def test_every_documented_kind_is_accepted_for_its_scope_and_for_a_project(aw: AlertWorld):
-    targets = {"app": {"app": aw.app}, "cron_job": {"app": None, "cron_job": aw.job}}
-    own = 0
+    targets = {
+        "app": {"app": aw.app},
+        "cron_job": {"app": None, "cron_job": aw.job},
+        "database": {"app": None, "database": aw.database},
+    }
+    assert {scope for scope, _ in EVENT_KINDS.values()} == set(targets)
     for n, (kind, (scope, _)) in enumerate(EVENT_KINDS.items()):
-        if scope != "project":  # database events: counted by project rules only
-            aw.rule(f"own-{n}", scope=scope, metric="event", event_kind=kind, **targets[scope])
-            own += 1
+        aw.rule(f"own-{n}", scope=scope, metric="event", event_kind=kind, **targets[scope])
         aw.rule(f"project-{n}", scope="project", app=None, project=aw.world.project, metric="event", event_kind=kind)
-    assert AlertRule.objects.count() == own + len(EVENT_KINDS)
+    assert AlertRule.objects.count() == 2 * len(EVENT_KINDS)
 
 
 # --- updates ------------------------------------------------------------------------------------------

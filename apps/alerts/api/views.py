@@ -28,6 +28,7 @@ from apps.core.api.views import TeamScopedCrudViewSet, TeamScopedViewSet, crud_c
 from apps.core.capabilities import Capability
 from apps.core.errors import NotFound, ValidationFailed
 from apps.cron.models import CronJob
+from apps.databases.models import Database, DatabaseStatus
 from apps.deployments.models import App
 from apps.events.api.views import PlatformEventOutput
 from apps.teams.api.serializers import StrictCharField, slug_field
@@ -153,12 +154,13 @@ class RuleOutput(serializers.ModelSerializer):
     project = serializers.CharField(source="project.slug")
     app = serializers.CharField(source="app.name", allow_null=True, default=None)
     cron_job = serializers.CharField(source="cron_job.name", allow_null=True, default=None)
+    database = serializers.CharField(source="database.name", allow_null=True, default=None)
     channels = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
 
     class Meta:
         model = AlertRule
         fields = (
-            "name", "project", "scope", "app", "cron_job", "metric", "event_kind", "operator", "threshold",
+            "name", "project", "scope", "app", "cron_job", "database", "metric", "event_kind", "operator", "threshold",
             "window_seconds", "for_seconds", "severity", "channels", "enabled", "state", "state_since", "last_value",
             "last_evaluated_at", "created_at",
         )  # fmt: skip
@@ -167,7 +169,7 @@ class RuleOutput(serializers.ModelSerializer):
 EVENT_KIND_HELP = "For metric event, one of: " + "; ".join(
     f"{kind} ({about}: {what})" for kind, (about, what) in rules.EVENT_KINDS.items()
 )
-WATCHED = ("scope", "project", "app", "cron_job")
+WATCHED = ("scope", "project", "app", "cron_job", "database")
 
 
 class RuleUpdateInput(serializers.Serializer):
@@ -213,6 +215,9 @@ class RuleCreateInput(RuleUpdateInput):
     cron_job = StrictCharField(
         max_length=SLUG_MAX_LENGTH, required=False, help_text="The cron job's name (scope cron_job)."
     )
+    database = StrictCharField(
+        max_length=SLUG_MAX_LENGTH, required=False, help_text="The database's name (scope database)."
+    )
     metric = serializers.ChoiceField(choices=RuleMetric.choices)
     threshold = StrictFloatField()
 
@@ -226,7 +231,8 @@ class RuleConfirmInput(serializers.Serializer):
 
 class AlertRuleViewSet(TeamScopedCrudViewSet):
     """Alert rules: a condition on an app's metrics (error rate, latency, CPU, memory, restarts,
-    uptime, health) or on the platform events of an app, a cron job or a project, over a window.
+    uptime, health) or on the platform events of an app, a cron job, a database or a project, over a
+    window.
     A rule fires once the condition has held for `for_seconds`, notifies its channels once, opens
     or joins its project's incident, and notifies once more when it resolves."""
 
@@ -239,7 +245,7 @@ class AlertRuleViewSet(TeamScopedCrudViewSet):
     capability_map: ClassVar = crud_capabilities(change=Capability.MANAGE_ALERTS)
 
     def base_queryset(self) -> models.QuerySet:
-        return AlertRule.objects.select_related("project", "app", "cron_job").prefetch_related("channels")
+        return AlertRule.objects.select_related("project", "app", "cron_job", "database").prefetch_related("channels")
 
     def _channels(self, names: list[str], errors: dict[str, list[str]]) -> list[NotificationChannel]:
         names = list(dict.fromkeys(names))
@@ -248,17 +254,21 @@ class AlertRuleViewSet(TeamScopedCrudViewSet):
             errors["channels"] = [f"No such channel: {', '.join(missing)}."]
         return [found[name] for name in names if name in found]
 
-    def _named(self, model: type[models.Model], lookup: str, value: str | None) -> Any:
+    def _named(self, queryset: models.QuerySet, lookup: str, value: str | None) -> Any:
         if value is None:
             return None
-        return self.ctx.restrict(model.objects.all()).filter(**{lookup: value}).first()
+        return self.ctx.restrict(queryset).filter(**{lookup: value}).first()
 
     def create_object(self, data: dict[str, Any]) -> AlertRule:
         errors: dict[str, list[str]] = {}
         references = {
-            "project": self._named(Project, "slug", data.get("project")),
-            "app": self._named(App, "name", data.get("app")),
-            "cron_job": self._named(CronJob, "name", data.get("cron_job")),
+            "project": self._named(Project.objects.all(), "slug", data.get("project")),
+            "app": self._named(App.objects.all(), "name", data.get("app")),
+            "cron_job": self._named(CronJob.objects.all(), "name", data.get("cron_job")),
+            # A deleted database's name may be taken again: only the living ones answer to it.
+            "database": self._named(
+                Database.objects.exclude(status=DatabaseStatus.DELETED), "name", data.get("database")
+            ),
         }
         for field, obj in references.items():
             if data.get(field) is not None and obj is None:
