@@ -325,16 +325,7 @@ def alerts_list(team: TeamOption = None, json_: JsonOption = False) -> None:
     """List the team's alert rules with their state. With --json, all of them (every page) as a JSON array."""
     session = Session(team=team)
     rules = list(session.client.paginate(_rule_path(session)))
-    if json_:
-        output.print_json(rules)
-        return
-    if not rules:
-        output.info(
-            f"No alert rules in team {session.team} yet. Create one with `panda alerts create NAME --app A "
-            "--metric error_rate --op gt --threshold 5`."
-        )
-        return
-    output.table(
+    output.listing(
         rules,
         [
             ("name", lambda rule: rule.get("name")),
@@ -345,6 +336,11 @@ def alerts_list(team: TeamOption = None, json_: JsonOption = False) -> None:
             ("channels", lambda rule: _names(rule.get("channels"))),
             ("condition", condition),
         ],
+        json_=json_,
+        empty=(
+            f"No alert rules in team {session.team} yet. Create one with `panda alerts create NAME --app A "
+            "--metric error_rate --op gt --threshold 5`."
+        ),
     )
 
 
@@ -545,16 +541,7 @@ def channels_list(team: TeamOption = None, json_: JsonOption = False) -> None:
     """List the team's notification channels. With --json, all of them (every page) as a JSON array."""
     session = Session(team=team)
     channels = list(session.client.paginate(_channel_path(session)))
-    if json_:
-        output.print_json(channels)
-        return
-    if not channels:
-        output.info(
-            f"No notification channels in team {session.team} yet. Create one with "
-            "`panda alerts channels create NAME --kind webhook --target URL`."
-        )
-        return
-    output.table(
+    output.listing(
         channels,
         [
             ("name", lambda channel: channel.get("name")),
@@ -563,6 +550,11 @@ def channels_list(team: TeamOption = None, json_: JsonOption = False) -> None:
             ("signed", lambda channel: channel.get("signed")),
             ("target", lambda channel: channel.get("target")),
         ],
+        json_=json_,
+        empty=(
+            f"No notification channels in team {session.team} yet. Create one with "
+            "`panda alerts channels create NAME --kind webhook --target URL`."
+        ),
     )
 
 

@@ -124,16 +124,7 @@ def cron_list(team: TeamOption = None, json_: JsonOption = False) -> None:
     """List the team's cron jobs. With --json, prints all of them (every page) as a JSON array."""
     session = Session(team=team)
     jobs = list(session.client.paginate(team_path(session.team, "cron-jobs")))
-    if json_:
-        output.print_json(jobs)
-        return
-    if not jobs:
-        output.info(
-            f"No cron jobs in team {session.team} yet. Create one with "
-            '`panda cron create NAME --project P --app A --schedule "0 3 * * *" -- COMMAND`.'
-        )
-        return
-    output.table(
+    output.listing(
         jobs,
         [
             ("name", lambda job: job.get("name")),
@@ -143,6 +134,11 @@ def cron_list(team: TeamOption = None, json_: JsonOption = False) -> None:
             ("next run", lambda job: output.local_time(job.get("next_run_at"))),
             ("last status", lambda job: (job.get("last_run") or {}).get("status")),
         ],
+        json_=json_,
+        empty=(
+            f"No cron jobs in team {session.team} yet. Create one with "
+            '`panda cron create NAME --project P --app A --schedule "0 3 * * *" -- COMMAND`.'
+        ),
     )
 
 
@@ -414,13 +410,7 @@ def cron_runs(
     session = Session(team=team)
     # islice stops asking for pages once it has enough: a long history costs one or two requests.
     runs = list(islice(session.client.paginate(_job_path(session, name, "runs")), limit))
-    if json_:
-        output.print_json(runs)
-        return
-    if not runs:
-        output.info(f"{name} has not run yet. Start a run with `panda cron run {name}`.")
-        return
-    output.table(
+    output.listing(
         runs,
         [
             ("id", lambda run: run.get("id")),
@@ -433,6 +423,8 @@ def cron_runs(
             ("duration", lambda run: duration(run.get("duration_seconds"))),
             ("reason", lambda run: run.get("reason")),
         ],
+        json_=json_,
+        empty=f"{name} has not run yet. Start a run with `panda cron run {name}`.",
     )
 
 

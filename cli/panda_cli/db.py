@@ -188,16 +188,7 @@ def db_list(team: TeamOption = None, json_: JsonOption = False) -> None:
     """List the team's databases. With --json, prints all of them (every page) as a JSON array."""
     session = Session(team=team)
     databases = list(session.client.paginate(team_path(session.team, "databases")))
-    if json_:
-        output.print_json(databases)
-        return
-    if not databases:
-        output.info(
-            f"No databases in team {session.team} yet. "
-            "Create one with `panda db create NAME --project P --engine postgres`."
-        )
-        return
-    output.table(
+    output.listing(
         databases,
         [
             ("name", lambda d: d.get("name")),
@@ -208,6 +199,11 @@ def db_list(team: TeamOption = None, json_: JsonOption = False) -> None:
             ("size", lambda d: size(d.get("size_bytes"))),
             ("apps", lambda d: ",".join(str(a.get("app")) for a in _attachments(d))),
         ],
+        json_=json_,
+        empty=(
+            f"No databases in team {session.team} yet. "
+            "Create one with `panda db create NAME --project P --engine postgres`."
+        ),
     )
 
 
@@ -422,13 +418,7 @@ def backups_list(name: NameArgument, team: TeamOption = None, json_: JsonOption 
     """List a database's backups, newest first. With --json, a JSON array."""
     session = Session(team=team)
     backups = list(session.client.paginate(_db_path(session, name, "backups")))
-    if json_:
-        output.print_json(backups)
-        return
-    if not backups:
-        output.info(f"{name} has no backups yet. Take one with `panda db backups capture {name}`.")
-        return
-    output.table(
+    output.listing(
         backups,
         [
             ("number", lambda b: b.get("number")),
@@ -440,6 +430,8 @@ def backups_list(name: NameArgument, team: TeamOption = None, json_: JsonOption 
             ("restored", lambda b: output.local_time(b.get("restored_at"))),
             ("error", lambda b: b.get("error")),
         ],
+        json_=json_,
+        empty=f"{name} has no backups yet. Take one with `panda db backups capture {name}`.",
     )
 
 

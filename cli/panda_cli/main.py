@@ -210,13 +210,7 @@ def apps_list(team: TeamOption = None, json_: JsonOption = False) -> None:
     """List the team's apps. With --json, prints the list of all apps (every page) as a JSON array."""
     session = Session(team=team)
     apps = list(session.client.paginate(team_path(session.team, "apps")))
-    if json_:
-        output.print_json(apps)
-        return
-    if not apps:
-        output.info(f"No apps in team {session.team} yet. Create one with `panda apps create NAME --project P`.")
-        return
-    output.table(
+    output.listing(
         apps,
         [
             ("name", lambda a: a.get("name")),
@@ -226,6 +220,8 @@ def apps_list(team: TeamOption = None, json_: JsonOption = False) -> None:
             ("image", lambda a: (a.get("current_deployment") or {}).get("image")),
             ("url", lambda a: a.get("url")),
         ],
+        json_=json_,
+        empty=f"No apps in team {session.team} yet. Create one with `panda apps create NAME --project P`.",
     )
 
 

@@ -170,6 +170,17 @@ def table(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> None:
         line(_style(rendered, sys.stdout, bold=True) if index == 0 else rendered)
 
 
+def listing(rows: list[dict[str, Any]], columns: Sequence[Column], *, json_: bool, empty: str) -> None:
+    """What a list command prints: every row as a JSON array with --json; else `empty` (how to make
+    the first one) when there is none, or a table."""
+    if json_:
+        print_json(rows)
+    elif not rows:
+        info(empty)
+    else:
+        table(rows, columns)
+
+
 def fields(pairs: Sequence[tuple[str, Any]]) -> None:
     """A `Label: value` block with aligned values."""
     width = max(len(label) for label, _ in pairs) + 1
