@@ -17,6 +17,16 @@ from apps.teams.services import team_create
 from apps.tokens.models import ApiToken
 from apps.tokens.services import token_create
 
+# The real services (Docker Engine, the platform's HAProxy and Celery worker, the tests' own database
+# servers) are session fixtures defined once, here, for every directory. A session fixture imported
+# into a test module or a directory's conftest becomes a second, separate fixture there: a second
+# worker on the same queue with another router's settings. So tests use them by name, never by import.
+pytest_plugins = [
+    "tests.support.engine_fixtures",
+    "tests.support.platform_fixtures",
+    "tests.support.database_fixtures",
+]
+
 ALL_SCOPES = ["read", "deploy", "logs", "secrets", "infra", "admin"]
 
 

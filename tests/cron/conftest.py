@@ -22,7 +22,6 @@ from apps.cron.models import FINISHED, CronJob, CronRun
 from apps.cron.scheduler import tick
 from apps.runtime.engine import ContainerInfo, DockerEngine
 from tests.conftest import TeamWorld, make_team
-from tests.runtime.conftest import docker_engine, web_image  # noqa: F401
 from tests.support import TEST_RUN_LABEL, remove_test_run
 
 RUN_LABEL = "io.pandastack.cron-run"
@@ -66,7 +65,7 @@ class CronWorld:
 
 
 @pytest.fixture
-def cron_world(db: Any, settings: Any, docker_engine: DockerEngine, web_image: str) -> Iterator[CronWorld]:  # noqa: F811
+def cron_world(db: Any, settings: Any, docker_engine: DockerEngine, web_image: str) -> Iterator[CronWorld]:
     world = make_team(f"cr-{uuid.uuid4().hex[:10]}")
     run_id = uuid.uuid4().hex[:12]
     settings.PANDASTACK_EXTRA_LABELS = {TEST_RUN_LABEL: run_id}

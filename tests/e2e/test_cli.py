@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import make_team, make_token
-from tests.e2e.conftest import wait_for
+from tests.support.platform_fixtures import wait_for
 
 
 @pytest.fixture

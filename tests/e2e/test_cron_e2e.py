@@ -24,8 +24,8 @@ from apps.cron.models import FINISHED, CronJob, CronRun, RunStatus
 from apps.deployments import orchestrator
 from apps.runtime.engine import DockerEngine
 from tests.conftest import TeamWorld, make_team
-from tests.e2e.conftest import ROOT, wait_for
 from tests.support import TEST_RUN_LABEL
+from tests.support.platform_fixtures import ROOT, wait_for
 
 RUN_LABEL = "io.pandastack.cron-run"
 YEARLY = "0 0 1 1 *"  # the next slot after the one a test sets is far away: one run per job
@@ -83,6 +83,9 @@ def schedulers(transactional_db, platform_settings, tmp_path) -> Iterator[Callab
 @pytest.fixture
 def cron_team(transactional_db, platform_settings, docker_engine) -> Iterator[TeamWorld]:
     world = make_team(f"cre-{uuid.uuid4().hex[:10]}")
+    # Up to ten runs at once: above the default plan's max_concurrent_cron_runs (tests/security covers the cap).
+    world.team.plan.max_concurrent_cron_runs = 20
+    world.team.plan.save(update_fields=["max_concurrent_cron_runs"])
     # The team's network exists before the first run, as it does once the team has deployed an
     # app: creating one network from several threads or processes at the same moment is a race of
     # the runtime's ensure_network (duplicate networks, then "ambiguous" names), not the scheduler's.

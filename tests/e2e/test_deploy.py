@@ -11,7 +11,7 @@ from apps.deployments import orchestrator
 from apps.deployments.models import App, Container, Deployment
 from apps.teams.models import Plan
 from tests.conftest import assert_error, make_team, make_token, token_client
-from tests.e2e.conftest import wait_deployment, wait_for
+from tests.support.platform_fixtures import wait_deployment, wait_for
 
 
 @pytest.fixture

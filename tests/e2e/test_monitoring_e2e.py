@@ -15,8 +15,8 @@ from apps.alerts.models import Delivery, Incident
 from apps.events.models import PlatformEvent
 from apps.monitoring.models import AppHealth
 from tests.conftest import make_team
-from tests.e2e.conftest import wait_for
 from tests.e2e.test_deploy import create_app, deploy, host, owner_client
+from tests.support.platform_fixtures import wait_for
 from tests.support.receiver import Receiver
 
 METRICS = "/api/v1/teams/alpha/apps/web/metrics/"

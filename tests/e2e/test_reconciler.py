@@ -12,9 +12,9 @@ from apps.deployments import orchestrator
 from apps.deployments.models import Container, Deployment
 from apps.events.models import PlatformEvent
 from tests.conftest import make_team
-from tests.e2e.conftest import wait_deployment, wait_for
 from tests.e2e.test_deploy import create_app, deploy, host, owner_client
 from tests.support import TEST_RUN_LABEL
+from tests.support.platform_fixtures import wait_deployment, wait_for
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from apps.deployments.models import App, Container, Deployment
 from apps.secrets import crypto
 from apps.secrets.models import Level, Variable, VariableVersion
 from tests.conftest import make_team
-from tests.e2e.conftest import wait_deployment
 from tests.e2e.test_deploy import create_app, deploy, host, owner_client
+from tests.support.platform_fixtures import wait_deployment
 
 BASE = "/api/v1/teams/alpha"
 TEAM_SECRET = "e2e-team-secret-1f2e3d"

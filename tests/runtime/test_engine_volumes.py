@@ -6,8 +6,8 @@ import time
 import pytest
 
 from apps.runtime.engine import ContainerInfo, DockerEngine, EngineError, HealthCheck
+from tests.support.engine_fixtures import EngineTestRun
 
-from .conftest import EngineTestRun
 from .test_engine import make_spec, team_network
 
 FAST = {"interval_seconds": 0.2, "timeout_seconds": 2.0}

@@ -3,7 +3,9 @@
 - PostgreSQL: a cluster of the tests' own (initdb, scram-sha-256 password auth, a free port), because
   the machine's cluster trusts local connections and a wrong password would not be refused there;
 - MariaDB: the machine's server (root with an empty password on 127.0.0.1:3306);
-- Redis: the machine's server (the default user).
+- Redis: a server of the tests' own (`shared_redis`: a redis-server process on a free port, its
+  `default` user disabled, an `admin` user with a password, a maxmemory): registration refuses the
+  machine's Redis, which is the platform's own broker and cache and lets anyone in as `default`.
 
 `scripts/test` installs and starts MariaDB, PostgreSQL and Redis on a fresh machine."""
 
@@ -12,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +30,6 @@ from tests.conftest import TeamWorld
 
 PG_BIN = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]) if Path("/usr/lib/postgresql").exists() else None
 MARIADB_ADMIN_URL = os.environ.get("PANDASTACK_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/")
-REDIS_ADMIN_URL = os.environ.get("PANDASTACK_TEST_REDIS_ADMIN_URL", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:
@@ -79,17 +81,82 @@ def pg_cluster() -> Iterator[PasswordCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@dataclass
+class RedisServer:
+    port: int
+    admin_password: str
+
+    @property
+    def admin_url(self) -> str:
+        return f"redis://admin:{self.admin_password}@127.0.0.1:{self.port}/0"
+
+
+def start_redis(root: Path, *config: str) -> tuple[subprocess.Popen, int]:
+    """A redis-server on a free loopback port with `config` lines; waits until it answers."""
+    port = free_port()
+    conf = root / f"redis-{port}.conf"
+    lines = [f"port {port}", "bind 127.0.0.1", f"dir {root}", 'save ""', "appendonly no", *config]
+    conf.write_text("\n".join(lines) + "\n")
+    conf.chmod(0o600)
+    process = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"redis-server did not start: {process.stderr.read().decode()[-2000:]}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process, port
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("redis-server did not answer within 10 seconds")
+
+
+def stop_redis(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def shared_redis() -> Iterator[RedisServer]:
+    """The tests' shared Redis, as an operator should run one: default user off, an admin with a
+    password, a memory limit."""
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is missing: apt-get install redis-server (scripts/test does)")
+    root = Path(tempfile.mkdtemp(prefix="pandastack-redis-"))
+    password = uuid.uuid4().hex
+    process, port = start_redis(
+        root, "user default off", f"user admin on >{password} ~* &* +@all", "maxmemory 64mb",
+        "maxmemory-policy noeviction",
+    )  # fmt: skip
+    try:
+        yield RedisServer(port=port, admin_password=password)
+    finally:
+        stop_redis(process)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
-def servers(db, pg_cluster) -> dict[str, DatabaseServer]:
+def servers(db, pg_cluster, shared_redis) -> dict[str, DatabaseServer]:
     from apps.teams.models import Plan
 
     Plan.objects.update(max_databases=20)  # the free plan's single database is not enough for these tests
     return {
         "postgres": server_register(engine="postgres", admin_url=pg_cluster.admin_url, name="pg-test"),
         "mysql": server_register(engine="mysql", admin_url=MARIADB_ADMIN_URL, name="mariadb-test"),
-        "redis": server_register(engine="redis", admin_url=REDIS_ADMIN_URL, name="redis-test"),
+        "redis": server_register(engine="redis", admin_url=shared_redis.admin_url, name="redis-test"),
     }
 
 
 def ctx_of(world: TeamWorld, role: str = "owner") -> TeamContext:
     return resolve_team(Actor.system("test", user=world.user(role)), world.team.slug)
+
+
+@pytest.fixture(scope="session")
+def redis_image(docker_engine) -> str:
+    """A Redis image built from Debian's redis-server binaries (no registry is reachable here)."""
+    from tests.support.db_images import build_redis_image
+
+    return build_redis_image()

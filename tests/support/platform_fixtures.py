@@ -23,7 +23,6 @@ from django.db import connection
 
 from apps.deployments import orchestrator
 from apps.deployments.models import Deployment
-from tests.runtime.conftest import broken_image, docker_engine, slow_image, web_image, web_image_v2  # noqa: F401
 from tests.support import TEST_RUN_LABEL, remove_test_run
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -187,7 +186,7 @@ def monitor(platform, monitor_process) -> WorkerProcess:
 
 
 @pytest.fixture
-def platform(transactional_db, platform_settings, worker, web_image, docker_engine) -> Iterator[Platform]:  # noqa: F811
+def platform(transactional_db, platform_settings, worker, web_image, docker_engine) -> Iterator[Platform]:
     if worker.process is None or worker.process.poll() is not None:
         worker.start()  # a test killed it
     yield Platform(
