@@ -66,6 +66,17 @@ class QuotaExceeded(PandaError):
         )
 
 
+class RateLimited(PandaError):
+    """Too many of one action in a short time; ``retry_after`` says how many seconds to wait (the API
+    also sends it as the Retry-After header)."""
+
+    status_code = 429
+    code = "throttled"
+
+    def __init__(self, message: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **extra)
+
+
 class TeamSuspended(PandaError):
     status_code = 403
     code = "team_suspended"

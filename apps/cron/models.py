@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -36,7 +38,14 @@ class CronJob(TeamOwnedModel):
     starting_deadline_seconds = models.PositiveIntegerField(
         default=60, validators=[MinValueValidator(1)], help_text="A run not started this long after its time is missed."
     )
+    # Capped by the team's plan like an app's container (max_memory_mb_per_app, max_cpus_per_app).
     memory_mb = models.PositiveIntegerField(default=256, validators=[MinValueValidator(16)])
+    cpus = models.DecimalField(
+        max_digits=4,
+        decimal_places=2,
+        default=Decimal("0.5"),
+        validators=[MinValueValidator(Decimal("0.05")), MaxValueValidator(16)],
+    )
     suspended = models.BooleanField(default=False)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
 

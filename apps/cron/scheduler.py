@@ -21,9 +21,11 @@ from apps.cron.schedule import next_run
 from apps.deployments import orchestrator
 from apps.events.models import Severity
 from apps.events.services import event_emit
-from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, EngineError
+from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, EngineError, Workload
 from apps.secrets.crypto import DecryptionFailed
-from apps.secrets.selectors import environment_from_versions
+from apps.secrets.selectors import environment_from_versions, log_masker_for_cron_job
+from apps.teams.models import Team
+from apps.teams.quotas import Limit, plan_cap
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 50
@@ -114,7 +116,7 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
     pending = (
         CronRun.objects.filter(status=RunStatus.PENDING)
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-        .select_related("job__team", "job__app__live_deployment", "job__project")
+        .select_related("job__team__plan", "job__app__live_deployment", "job__project")
         .order_by("id")
     )
     claimed: list[CronRun] = []
@@ -126,10 +128,13 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
                 summary.skipped += 1
                 _emit(run, "cron.run_skipped", Severity.WARNING, f"{job.name}: skipped, previous run still running")
             continue
-        # Claim it: only one scheduler wins the pending -> running transition.
-        if not CronRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
-            status=RunStatus.RUNNING, started_at=timezone.now()
-        ):
+        # Claim it: only one scheduler wins the pending -> running transition, and only while the team
+        # has a free slot under its plan's max_concurrent_cron_runs.
+        outcome = _claim_within_team_cap(run)
+        if outcome == _TEAM_FULL:
+            _wait_or_skip_at_team_cap(run, now, summary)
+            continue
+        if outcome != _CLAIMED:
             continue
         run.refresh_from_db()
         if job.concurrency_policy == ConcurrencyPolicy.REPLACE:
@@ -148,6 +153,46 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
             summary.started += sum(pool.map(_start_in_thread, claimed))
     else:
         summary.started += sum(_start(run) for run in claimed)
+
+
+_CLAIMED, _TEAM_FULL, _LOST = "claimed", "team_full", "lost"
+
+
+def _claim_within_team_cap(run: CronRun) -> str:
+    """pending -> running for ``run`` if its team runs fewer cron containers than its plan allows.
+
+    The team's row is locked (FOR NO KEY UPDATE: inserts that reference the team are not blocked) for
+    the count and the claim, so two schedulers cannot both take the team's last slot."""
+    job = run.job
+    with transaction.atomic():
+        Team.objects.select_for_update(no_key=True).filter(pk=job.team_id).exists()
+        running = CronRun.objects.filter(team_id=job.team_id, status=RunStatus.RUNNING)
+        if job.concurrency_policy == ConcurrencyPolicy.REPLACE:
+            running = running.exclude(job=job)  # stopped as soon as this one is claimed
+        if running.count() >= job.team.plan.max_concurrent_cron_runs:
+            return _TEAM_FULL
+        claimed = CronRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
+            status=RunStatus.RUNNING, started_at=timezone.now()
+        )
+    return _CLAIMED if claimed else _LOST
+
+
+def _wait_or_skip_at_team_cap(run: CronRun, now: datetime, summary: TickSummary) -> None:
+    """A run due while its team is at its cap stays queued (pending) until a slot frees, for at most its
+    job's starting deadline after it became due; then it is skipped, with an event, like a run the
+    forbid policy skips. Queued runs are bounded: one per schedule slot, and run-now is rate-limited."""
+    job = run.job
+    due = run.not_before or run.scheduled_for or run.created_at
+    if (now - due).total_seconds() <= job.starting_deadline_seconds:
+        return
+    cap = job.team.plan.max_concurrent_cron_runs
+    reason = (
+        f"the team was running its plan's limit of {cap} concurrent cron runs (max_concurrent_cron_runs) "
+        f"for the job's starting deadline of {job.starting_deadline_seconds}s"
+    )
+    if _finish_unstarted(run, RunStatus.SKIPPED, reason):
+        summary.skipped += 1
+        _emit(run, "cron.run_skipped", Severity.WARNING, f"{job.name}: skipped, {reason}")
 
 
 def _start_in_thread(run: CronRun) -> bool:
@@ -212,7 +257,11 @@ def _start_container(run: CronRun) -> None:
             },
             network=orchestrator.team_network(job.team.slug),
             command=job.command,
-            memory_mb=job.memory_mb,
+            # The plan's caps, also for a job saved under a more generous plan than the team's current one.
+            memory_mb=int(plan_cap(team=job.team, limit=Limit.MEMORY_MB_PER_APP, value=job.memory_mb)),
+            cpus=plan_cap(team=job.team, limit=Limit.CPUS_PER_APP, value=job.cpus),
+            pids_limit=job.team.plan.max_pids_per_container,
+            workload=Workload.CRON,
         )
     )
     # Another scheduler may have finished the run while the container was being created (replaced
@@ -260,7 +309,8 @@ def _finish(run: CronRun, status: str, *, exit_code: int | None = None, reason: 
     tail = ""
     if run.container_name:
         try:
-            tail = "\n".join(line.text for line in engine.logs(run.container_name, tail=LOG_TAIL_LINES))
+            lines = (line.text for line in engine.logs(run.container_name, tail=LOG_TAIL_LINES))
+            tail = "\n".join(log_masker_for_cron_job(run.job).mask_lines(lines))  # stored: no secret in it
         except EngineError:
             tail = ""
     updated = (

@@ -6,12 +6,13 @@ the platform (the provisioner, as the server's superuser) and apps reach it; ``r
 converges to "neither the container nor the volume (the data) exists". Both are idempotent and are
 called only by the Celery tasks in ``apps.databases.tasks``.
 
-The superuser password is generated when the volume is created and kept, encrypted with the
-platform's keys (apps.secrets.crypto), in a label of that volume (``io.pandastack.admin-password``):
-the volume holds the data the password protects, so the two are created together (before any
-container) and removed together, a worker killed at any point leaves no volume whose password nobody
-knows, and no model field is needed. Volume labels cannot change, so the key that encrypted a
-password must stay in PANDASTACK_SECRET_KEYS (as a later key) for as long as that database exists.
+The superuser password is generated before the volume is created and kept, encrypted with the
+platform's keys (apps.secrets.crypto), in the database's row (``Database.admin_password_encrypted``,
+an EncryptedTextField, so ``rotate_secret_keys`` re-encrypts it). It is written (first writer wins)
+before the volume exists, so a worker killed at any point leaves no volume whose password nobody
+knows. Databases created before that kept it in a volume label (``io.pandastack.admin-password``),
+which cannot change and so pinned an old key: the first read adopts the label's password into the
+row (``rotate_secret_keys`` adopts every one left), after which the label is never read again.
 
 Containers are labelled ``io.pandastack.team`` and ``io.pandastack.database`` but, like cron run
 containers, not ``io.pandastack.managed``: the app reconciler removes every "managed" container that
@@ -29,10 +30,10 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from apps.databases.models import Database
+from apps.databases.models import Database, Placement
 from apps.databases.provisioners.base import ProvisionerError
 from apps.deployments import orchestrator
-from apps.runtime.engine import LABEL_PREFIX, ContainerInfo, ContainerSpec, Engine, HealthCheck
+from apps.runtime.engine import LABEL_PREFIX, ContainerInfo, ContainerSpec, Engine, EngineError, HealthCheck, Workload
 from apps.secrets import crypto
 
 IMAGES = {
@@ -47,7 +48,8 @@ PORTS = {"postgres": 5432, "mysql": 3306, "redis": 6379, "mongodb": 27017}
 # Floating tags such as "latest" are refused: the data on the volume belongs to one major version.
 VERSION_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+){0,2}(-[a-z0-9][a-z0-9.]{0,30})?$")
 
-ADMIN_PASSWORD_LABEL = f"{LABEL_PREFIX}admin-password"
+ADMIN_PASSWORD_LABEL = f"{LABEL_PREFIX}admin-password"  # databases created before the password moved to the row
+_UNSET = ""  # Database.admin_password_encrypted before a password is stored
 START_TIMEOUT_SECONDS = 180.0  # MySQL's first start (initialising its data directory) takes the longest
 # Every probe is a process started in the container, so not too often; yet "healthy" can be reported only
 # after the first probe, one interval after the start.
@@ -153,12 +155,36 @@ def admin_url(database: Database) -> str:
 
 
 def admin_password(database: Database) -> str:
-    """The superuser password, decrypted from the label of the database's volume."""
-    name = _volume_name(database)
-    volume = orchestrator.engine().inspect_volume(name)
-    if volume is None:
-        raise DedicatedError(f"volume {name} does not exist: the database's data is gone")
-    return _decrypt_label(name, volume.labels)
+    """The superuser password, decrypted from the database's row (adopted there from the volume's
+    label for a database created before passwords were kept in the row)."""
+    token = _stored_admin_password(database)
+    if not token:
+        name = _volume_name(database)
+        volume = orchestrator.engine().inspect_volume(name)
+        if volume is None:
+            raise DedicatedError(f"volume {name} does not exist: the database's data is gone")
+        token = _adopt_label(database, name, volume.labels)
+    return _decrypt_admin_password(database, token)
+
+
+def adopt_label_passwords() -> tuple[int, list[str]]:
+    """Move every dedicated database's superuser password still kept only in its volume's label
+    into its row (re-encrypted under the current key). Returns how many were adopted and the
+    databases whose password could not be (their label's key is gone, or the engine failed)."""
+    adopted, failed = 0, []
+    legacy = Database.objects.filter(placement=Placement.DEDICATED, admin_password_encrypted=_UNSET)
+    for database in legacy.select_related("team"):
+        name = _volume_name(database)
+        try:
+            volume = orchestrator.engine().inspect_volume(name)  # the engine only when there is a legacy row
+            if volume is None:
+                continue  # no data, nothing the password protects: a new one comes with the next volume
+            _adopt_label(database, name, volume.labels)
+        except (DedicatedError, EngineError) as exc:
+            failed.append(f"database {database.pk}: {exc}")
+            continue
+        adopted += 1
+    return adopted, failed
 
 
 def remove_container(database: Database) -> None:
@@ -178,29 +204,64 @@ def _volume_name(database: Database) -> str:
 
 
 def _ensure_volume(engine: Engine, database: Database) -> str:
-    """The database's volume exists, labelled with the encrypted superuser password; returns the password."""
+    """The database's volume exists and its superuser password is in the database's row; returns
+    the password. The password is stored first (the first of two racing workers wins, and both read
+    the winner back), then the volume is created: a worker killed in between leaves a password and
+    no volume, which the next attempt completes."""
     name = _volume_name(database)
     volume = engine.inspect_volume(name)
-    if volume is None:
-        token = crypto.encrypt(secrets.token_urlsafe(24))
-        # When two workers race, the engine keeps the first volume and its label: both read that back.
-        volume = engine.ensure_volume(name, {**labels_for_database(database), ADMIN_PASSWORD_LABEL: token})
-    return _decrypt_label(name, volume.labels)
-
-
-def _decrypt_label(volume_name: str, labels: Mapping[str, str]) -> str:
-    token = labels.get(ADMIN_PASSWORD_LABEL)
+    token = _stored_admin_password(database)
+    if not token and volume is not None:
+        token = _adopt_label(database, name, volume.labels)  # created before passwords were kept in the row
     if not token:
-        raise DedicatedError(
-            f"volume {volume_name} has no {ADMIN_PASSWORD_LABEL} label: it was not created by PandaStack "
-            "(remove it if it holds nothing of value, then provision again)"
+        Database.objects.filter(pk=database.pk, admin_password_encrypted=_UNSET).update(
+            admin_password_encrypted=crypto.encrypt(secrets.token_urlsafe(24))
         )
+        token = _stored_admin_password(database)
+    if volume is None:
+        engine.ensure_volume(name, labels_for_database(database))
+    return _decrypt_admin_password(database, token)
+
+
+def _stored_admin_password(database: Database) -> str:
+    """The encrypted password as the row holds it now (another worker may have just written it)."""
+    token = Database.objects.filter(pk=database.pk).values_list("admin_password_encrypted", flat=True).first() or ""
+    database.admin_password_encrypted = token
+    return token
+
+
+def _adopt_label(database: Database, volume_name: str, labels: Mapping[str, str]) -> str:
+    """A password kept in the (immutable) label of an older volume, moved into the row under the
+    current key; returns the row's token."""
+    if stored := _stored_admin_password(database):
+        return stored  # a worker stored one meanwhile (new volumes carry no label)
+    legacy = labels.get(ADMIN_PASSWORD_LABEL)
+    if not legacy:
+        raise DedicatedError(
+            f"volume {volume_name} has no {ADMIN_PASSWORD_LABEL} label and the database has no stored password: "
+            "it was not created by PandaStack (remove it if it holds nothing of value, then provision again)"
+        )
+    try:
+        password = crypto.decrypt(legacy)
+    except crypto.DecryptionFailed as exc:
+        raise DedicatedError(
+            f"the superuser password in the label of volume {volume_name} cannot be decrypted: the key that "
+            "encrypted it was removed from PANDASTACK_SECRET_KEYS; add it back (as a later key) and run "
+            "rotate_secret_keys"
+        ) from exc
+    Database.objects.filter(pk=database.pk, admin_password_encrypted=_UNSET).update(
+        admin_password_encrypted=crypto.encrypt(password)
+    )
+    return _stored_admin_password(database)
+
+
+def _decrypt_admin_password(database: Database, token: str) -> str:
     try:
         return crypto.decrypt(token)
     except crypto.DecryptionFailed as exc:
         raise DedicatedError(
-            f"the superuser password of volume {volume_name} cannot be decrypted: the key that encrypted it was "
-            "removed from PANDASTACK_SECRET_KEYS; add it back (as a later key)"
+            f"the superuser password of database {database.pk} cannot be decrypted: the key that encrypted it was "
+            "removed from PANDASTACK_SECRET_KEYS before rotate_secret_keys finished; add it back (as a later key)"
         ) from exc
 
 
@@ -245,6 +306,9 @@ def _container_spec(database: Database, *, image: str, network: str, password: s
         network=network,
         command=command,
         memory_mb=memory_mb,
+        cpus=float(database.team.plan.dedicated_database_cpus),
+        pids_limit=database.team.plan.max_pids_per_container,
+        workload=Workload.DATABASE,  # the official images' entrypoints need a slightly different capability set
         volumes={_volume_name(database): _data_path(engine, image)},
         healthcheck=HealthCheck(
             test=["CMD-SHELL", probe],

@@ -20,13 +20,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.deployments.models import IN_PROGRESS, App, Container, Deployment, DeploymentEvent, DeploymentStatus
+from apps.deployments.selectors import LOG_TAIL_MARKER, app_log_masker
 from apps.events.models import Severity
 from apps.events.services import event_emit
 from apps.monitoring.services import record
-from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, DockerEngine, Engine, EngineError
+from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, DockerEngine, Engine, EngineError, Workload
 from apps.runtime.router import Backend, HAProxyRouter, Router, RouterError, Server
 from apps.secrets.crypto import DecryptionFailed
 from apps.secrets.selectors import environment_from_versions
+from apps.teams.quotas import Limit, plan_cap
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +260,11 @@ def _start_container(deployment: Deployment, replica: int) -> Container:
             labels=labels_for(app, deployment, replica),
             network=team_network(app.team.slug),
             command=config.get("command"),
-            memory_mb=config.get("memory_mb"),
-            cpus=float(config["cpus"]) if config.get("cpus") else None,
+            # The plan's caps, also for a release recorded under a more generous plan (a rollback).
+            memory_mb=int(plan_cap(team=app.team, limit=Limit.MEMORY_MB_PER_APP, value=config.get("memory_mb"))),
+            cpus=plan_cap(team=app.team, limit=Limit.CPUS_PER_APP, value=config.get("cpus")),
+            pids_limit=app.team.plan.max_pids_per_container,
+            workload=Workload.APP,
         )
     )
     container.docker_id, container.ip = info.id, info.ip
@@ -311,13 +316,16 @@ def _wait_healthy(deployment: Deployment, containers: list[Container]) -> None:
 
 
 def _with_log_tail(message: str, container: Container) -> str:
+    """The failure message and the container's last log lines, its secrets masked: the text is
+    stored (reason, events) and served, so no value the platform injected may be in it."""
     try:
         lines = engine().logs(container.name, tail=LOG_TAIL_LINES)
     except EngineError:
         lines = []
     if not lines:
         return message
-    return message + "\nLast log lines:\n" + "\n".join(line.text for line in lines)
+    masked = app_log_masker(container.app).mask_lines(line.text for line in lines)
+    return message + LOG_TAIL_MARKER + "\n".join(masked)
 
 
 def _fail(deployment: Deployment, reason: str) -> None:

@@ -11,6 +11,7 @@ from apps.core.access import TeamContext
 from apps.core.errors import Conflict, ValidationFailed, require_confirmation
 from apps.deployments import tasks
 from apps.deployments.models import IN_PROGRESS, App, Deployment, DeploymentEvent, DeploymentStatus
+from apps.runtime.images import image_reference_check
 from apps.secrets.selectors import version_ids_for_app
 from apps.teams.models import Project, Team
 from apps.teams.quotas import Limit, quota_check, quota_check_value
@@ -23,6 +24,7 @@ RELEASE_CONFIG_FIELDS = ("port", "health_check_path", "memory_mb", "cpus", "comm
 def _check_limits(team: Team, app: App) -> None:
     quota_check_value(team=team, limit=Limit.REPLICAS_PER_APP, value=app.replicas)
     quota_check_value(team=team, limit=Limit.MEMORY_MB_PER_APP, value=app.memory_mb)
+    quota_check_value(team=team, limit=Limit.CPUS_PER_APP, value=app.cpus)
 
 
 def _validate_command(command: Any) -> None:
@@ -46,7 +48,11 @@ def app_create(*, ctx: TeamContext, project: Project, name: str, **fields: Any) 
     _check_limits(ctx.team, app)
     app.save()
     audit_record(
-        actor=ctx.actor, action="app.create", target=app, team=ctx.team, data={"project": project.slug, **fields}
+        actor=ctx.actor,
+        action="app.create",
+        target=app,
+        team=ctx.team,
+        data={"project": project.slug, **_jsonable(fields)},
     )
     # A new app is a new router backend: the router config is rewritten (a seamless reload).
     transaction.on_commit(tasks.router_sync.delay)
@@ -165,6 +171,7 @@ def _create_deployment(
 @transaction.atomic
 def deployment_create(*, ctx: TeamContext, app: App, image: str) -> Deployment:
     """Queue a release of `image` with the app's current settings (answers at once; poll it)."""
+    image_reference_check(image)  # no pulls from the platform's own network (the engine checks again)
     if not app.desired_running:
         app.desired_running = True
         app.save(update_fields=["desired_running", "updated_at"])

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 import docker
@@ -31,6 +32,8 @@ import docker.errors
 import docker.types
 import docker.utils
 import requests.exceptions
+
+from apps.runtime.images import image_refusal
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +45,56 @@ _ZERO_TIME_PREFIX = "0001-01-01"
 _NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
+class Workload(StrEnum):
+    """What a container is for; the hardening policy (``container_hardening``) picks its
+    capabilities by it."""
+
+    APP = "app"
+    CRON = "cron"
+    DATABASE = "database"
+    BUILD = "build"
+    FUNCTION = "function"
+
+
+# --- the container-hardening policy: every container the platform starts is a tenant workload ---------
+# Docker's default capability set also grants MKNOD (device nodes), NET_RAW (raw sockets: ARP and ICMP
+# spoofing against the neighbours on the team's bridge), SETFCAP/SETPCAP (file and process capability
+# games), SYS_CHROOT, AUDIT_WRITE and FSETID. A normal image needs only:
+#   CHOWN, DAC_OVERRIDE, FOWNER  an entrypoint running as root that prepares its files (chown/chmod of a
+#                                data directory it does not own) before it drops to its own user;
+#   SETUID, SETGID               that drop itself (gosu, su-exec, setpriv, a server's own User= switch);
+#   NET_BIND_SERVICE             listening below 1024 (nginx on :80);
+#   KILL                         a root supervisor signalling workers that already dropped to another user.
+APP_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
+# The official database images' entrypoints run as root, chown the data directory, chmod it (PostgreSQL
+# sets the setgid bit on its socket directory: FSETID keeps it), then drop to the server's user with
+# gosu or `setpriv --bounding-set=-all` (dropping the bounding set needs SETPCAP, which under
+# no-new-privileges and this bounding set can grant nothing new). They listen on high ports and signal
+# only their own user's processes: no NET_BIND_SERVICE, no KILL.
+DATABASE_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID", "SETPCAP")
+CAPABILITIES: Mapping[Workload, tuple[str, ...]] = {
+    Workload.APP: APP_CAPABILITIES,
+    Workload.CRON: APP_CAPABILITIES,
+    Workload.BUILD: APP_CAPABILITIES,
+    Workload.FUNCTION: APP_CAPABILITIES,
+    Workload.DATABASE: DATABASE_CAPABILITIES,
+}
+# What a spec that names no limit gets: never unlimited (callers pass the team's plan).
+DEFAULT_PIDS_LIMIT = 256
+DEFAULT_MEMORY_MB = 256
+DEFAULT_CPUS = 1.0
+
+
 class EngineError(Exception):
     """The engine could not do what was asked; the message says why and, when possible, what to do."""
 
 
 class ContainerNotFound(EngineError):
     """The container does not exist (any more)."""
+
+
+class ImageRefused(EngineError):
+    """The image reference names a registry the platform must not contact (loopback, private, link-local)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +142,37 @@ class ContainerSpec:
     cpus: float | None = None
     volumes: Mapping[str, str] = field(default_factory=dict)  # named volume -> path in the container
     healthcheck: HealthCheck | None = None
+    workload: Workload = Workload.APP  # picks the capability set (container_hardening)
+    pids_limit: int | None = None  # processes and threads in the container (None: DEFAULT_PIDS_LIMIT)
+
+
+def container_hardening(spec: ContainerSpec) -> dict[str, Any]:
+    """The one hardening policy, as ``containers.create`` arguments, applied by ``DockerEngine.run`` to
+    every container the platform starts (apps, cron runs, dedicated databases, builds, functions).
+
+    - a PID limit (processes and threads), so a fork bomb exhausts its own container, not the host;
+    - every capability dropped but the workload's few (``CAPABILITIES``) and ``no-new-privileges``, so
+      a setuid binary in a tenant's image cannot raise a process's privileges;
+    - memory and CPU capped (the caller passes the team's plan; a spec without limits gets the
+      defaults, never unlimited), with swap equal to memory so the cap cannot be stretched with swap;
+    - never privileged.
+    """
+    memory_mb = spec.memory_mb if spec.memory_mb is not None else DEFAULT_MEMORY_MB
+    cpus = spec.cpus if spec.cpus is not None else DEFAULT_CPUS
+    pids = spec.pids_limit if spec.pids_limit is not None else DEFAULT_PIDS_LIMIT
+    if memory_mb <= 0 or cpus <= 0 or pids <= 0:
+        # Docker reads 0 as "unlimited": refuse instead of silently starting an unbounded container.
+        raise EngineError(f"container {spec.name}: memory, CPU and PID limits must be positive")
+    return {
+        "pids_limit": pids,
+        "cap_drop": ["ALL"],
+        "cap_add": list(CAPABILITIES[spec.workload]),
+        "security_opt": ["no-new-privileges:true"],
+        "mem_limit": f"{memory_mb}m",
+        "memswap_limit": f"{memory_mb}m",
+        "nano_cpus": int(cpus * 1_000_000_000),
+        "privileged": False,
+    }
 
 
 @dataclass(frozen=True)
@@ -182,11 +260,14 @@ class DockerEngine:
         *,
         base_url: str | None = None,
         timeout: int = DEFAULT_TIMEOUT_SECONDS,
+        allow_private_registries: bool = False,
     ) -> None:
         self._client = client
         self._base_url = base_url
         self._timeout = timeout
         self._client_lock = threading.Lock()
+        # Off: images from registries on loopback, private or link-local addresses are refused.
+        self.allow_private_registries = allow_private_registries
 
     @classmethod
     def from_settings(cls) -> DockerEngine:
@@ -197,6 +278,7 @@ class DockerEngine:
         return cls(
             base_url=getattr(settings, "PANDASTACK_DOCKER_URL", None) or None,
             timeout=getattr(settings, "PANDASTACK_DOCKER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS),
+            allow_private_registries=getattr(settings, "PANDASTACK_IMAGE_ALLOW_PRIVATE_REGISTRIES", False),
         )
 
     @property
@@ -262,8 +344,10 @@ class DockerEngine:
         digest, when the image came from a registry, is ``image_digest(image)``.
 
         Pulls only when the image is absent locally. Raises EngineError("image not found: …") when it
-        is neither local nor pullable, with the registry's reason.
+        is neither local nor pullable, with the registry's reason, and ImageRefused when the reference
+        names a private registry (``image_refusal``) — even when a copy is cached locally.
         """
+        self._check_registry(image)
         with self._errors(f"looking up image {image}"):
             try:
                 return self.client.images.get(image).id
@@ -275,6 +359,10 @@ class DockerEngine:
                 return self.client.images.get(image).id
             except docker.errors.ImageNotFound as exc:
                 raise EngineError(f"image not found: {image} (the pull finished but the image is absent)") from exc
+
+    def _check_registry(self, image: str) -> None:
+        if not self.allow_private_registries and (reason := image_refusal(image)):
+            raise ImageRefused(reason)
 
     def _pull(self, image: str) -> None:
         repository, tag = docker.utils.parse_repository_tag(image)
@@ -428,8 +516,9 @@ class DockerEngine:
         Idempotent by name: a running container of that name is returned as is (its spec is not
         compared); one that is not running is removed and created again. The container joins only
         ``spec.network``, gets ``PORT=<spec.port>`` in its environment (the platform's value wins
-        over ``spec.env``), the memory and CPU limits, and no restart policy — the reconciler, not
-        the engine, restarts crashed containers. Pulls the image if it is absent. Named volumes in
+        over ``spec.env``), the hardening of ``container_hardening`` (PID, memory and CPU limits,
+        capabilities, no-new-privileges), and no restart policy — the reconciler, not the engine,
+        restarts crashed containers. Pulls the image if it is absent. Named volumes in
         ``spec.volumes`` are mounted (create them with ``ensure_volume`` first) and ``spec.healthcheck``
         becomes the engine's health check, whose verdict ``inspect`` reports as ``health``.
         """
@@ -438,6 +527,7 @@ class DockerEngine:
             if existing.status == "running":
                 return existing
             self.remove(existing.id)
+        self._check_registry(spec.image)  # a copy cached locally is refused like a pull
 
         container = self._create(spec)
         with self._errors(f"starting container {spec.name}"):
@@ -467,10 +557,8 @@ class DockerEngine:
             "restart_policy": {"Name": "no"},
             "detach": True,
         }
-        if spec.memory_mb is not None:
-            kwargs["mem_limit"] = f"{spec.memory_mb}m"
-        if spec.cpus is not None:
-            kwargs["nano_cpus"] = int(spec.cpus * 1_000_000_000)
+        # The one place every container start passes through: the policy is not optional.
+        kwargs.update(container_hardening(spec))
         if spec.volumes:
             # A missing volume would be created by the engine without labels: ensure_volume first.
             kwargs["mounts"] = [

@@ -1,6 +1,8 @@
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
@@ -25,16 +27,45 @@ class Plan(models.Model):
     max_projects = models.PositiveIntegerField(default=3)
     max_apps = models.PositiveIntegerField(default=3)
     max_replicas_per_app = models.PositiveIntegerField(default=2)
-    max_memory_mb_per_app = models.PositiveIntegerField(default=512)
+    max_memory_mb_per_app = models.PositiveIntegerField(
+        default=512, help_text="Per container: each replica of an app, each cron run."
+    )
+    max_cpus_per_app = models.DecimalField(
+        max_digits=4,
+        decimal_places=2,
+        default=Decimal("1.00"),
+        validators=[MinValueValidator(Decimal("0.05"))],
+        help_text="CPUs per container: each replica of an app, each cron run.",
+    )
+    max_pids_per_container = models.PositiveIntegerField(
+        default=256,
+        validators=[MinValueValidator(16)],
+        help_text="Processes and threads per container (apps, cron runs, dedicated databases): a fork bomb "
+        "stops there.",
+    )
     max_databases = models.PositiveIntegerField(default=1)
     max_database_size_mb = models.PositiveIntegerField(default=256, help_text="Per database (checked on usage).")
     max_database_connections = models.PositiveIntegerField(default=10, help_text="Per database (shared servers).")
     allow_dedicated_databases = models.BooleanField(default=False, help_text="A container of its own per database.")
     dedicated_database_memory_mb = models.PositiveIntegerField(default=256)
+    dedicated_database_cpus = models.DecimalField(
+        max_digits=4, decimal_places=2, default=Decimal("1.00"), validators=[MinValueValidator(Decimal("0.05"))]
+    )
     backup_interval_hours = models.PositiveIntegerField(default=24, help_text="Scheduled backups; 0: none.")
     backups_kept = models.PositiveIntegerField(default=7, help_text="Backups kept per database (oldest pruned).")
+    database_delete_grace_hours = models.PositiveIntegerField(
+        default=72, help_text="A deleted database can be undeleted for this long, then it and its backups are purged."
+    )
     max_cron_jobs = models.PositiveIntegerField(default=3)
     cron_history_runs = models.PositiveIntegerField(default=50, help_text="Runs kept per cron job.")
+    max_concurrent_cron_runs = models.PositiveIntegerField(
+        default=2,
+        help_text="Cron run containers running at once for the team; a due run waits (up to its job's "
+        "starting deadline) for a free slot, then is skipped.",
+    )
+    cron_run_now_per_minute = models.PositiveIntegerField(
+        default=10, help_text="Manual runs ('run now') the team may queue per minute, all jobs together."
+    )
 
     class Meta:
         ordering = ("id",)

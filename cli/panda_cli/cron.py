@@ -93,6 +93,7 @@ def _job_details(job: dict[str, Any]) -> None:
             ("Retries", f"{retries} ({backoff}s apart)" if retries and backoff is not None else retries),
             ("Starting deadline", _seconds(job.get("starting_deadline_seconds"))),
             ("Memory", f"{memory} MB" if memory is not None else None),
+            ("CPUs", job.get("cpus")),
             ("Suspended", job.get("suspended")),
             ("Next run", output.local_time(job.get("next_run_at"))),
             ("Last run", _last_run(job)),
@@ -207,7 +208,20 @@ def cron_create(
         ),
     ] = None,
     memory_mb: Annotated[
-        int | None, typer.Option("--memory-mb", min=1, help="Memory limit of a run's container, MB. Default: 256.")
+        int | None,
+        typer.Option(
+            "--memory-mb",
+            min=1,
+            help="Memory limit of a run's container, MB (at most the plan's per-container limit). Default: 256.",
+        ),
+    ] = None,
+    cpus: Annotated[
+        float | None,
+        typer.Option(
+            "--cpus",
+            min=0.05,
+            help="CPUs of a run's container, e.g. 0.25 (at most the plan's per-container limit). Default: 0.5.",
+        ),
     ] = None,
     command_string: Annotated[
         str | None,
@@ -244,6 +258,7 @@ def cron_create(
         "retry_backoff_seconds": retry_backoff,
         "starting_deadline_seconds": starting_deadline,
         "memory_mb": memory_mb,
+        "cpus": cpus,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     session = Session(team=team)

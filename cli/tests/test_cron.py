@@ -33,6 +33,7 @@ def job_json(name="backup", **overrides):
         "retry_backoff_seconds": 30,
         "starting_deadline_seconds": 60,
         "memory_mb": 256,
+        "cpus": 0.5,
         "suspended": False,
         "next_run_at": "2025-02-01T02:00:00Z",
         "last_run": {"id": 11, "status": "succeeded", "started_at": "2025-01-31T02:00:01Z"},
@@ -139,7 +140,7 @@ def test_create_with_every_option_and_a_command_string(run, api):
     result = run(
         "cron", "create", "backup", "-p", "shop", "--image", "busybox:1", "-s", "@daily",
         "--timezone", "Europe/Berlin", "--concurrency", "REPLACE", "--timeout", "120", "--retries", "3",
-        "--retry-backoff", "10", "--starting-deadline", "30", "--memory-mb", "64",
+        "--retry-backoff", "10", "--starting-deadline", "30", "--memory-mb", "64", "--cpus", "0.25",
         "--command", "sh -c 'echo hi; exit 0'",
     )  # fmt: skip
 
@@ -157,6 +158,7 @@ def test_create_with_every_option_and_a_command_string(run, api):
         "retry_backoff_seconds": 10,
         "starting_deadline_seconds": 30,
         "memory_mb": 64,
+        "cpus": 0.25,
     }
     assert "busybox:1" in result.stdout
 
@@ -284,6 +286,15 @@ def test_run_prints_the_run_id_and_does_not_wait(run, api):
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "12\n"
     assert [(r.method, r.url.path) for r in api.requests] == [("POST", BACKUP + "run/")]
+
+
+def test_run_refused_by_the_rate_limit_says_so_and_is_not_retried(run, api):
+    message = "Too many manual runs: at most 3 runs of backup per minute; try again in 42s."
+    api.on("POST", BACKUP + "run/", api_error(429, "throttled", message, retry_after=42))
+    result = run("cron", "run", "backup")
+    assert result.exit_code == 1
+    assert f"{message} (throttled)" in result.stderr
+    assert len(api.requests) == 1  # a refused run is not queued by retrying it
 
 
 def test_run_json_prints_the_run(run, api):

@@ -63,6 +63,7 @@ def test_create_returns_the_job_with_its_defaults_and_next_run(team_a, client_fo
         "retry_backoff_seconds": 30,
         "starting_deadline_seconds": 60,
         "memory_mb": 256,
+        "cpus": 0.5,
         "suspended": False,
         "last_run": None,
     }

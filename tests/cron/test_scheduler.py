@@ -250,6 +250,9 @@ def test_two_schedulers_ticking_together_make_one_run_per_slot(transactional_db,
     # Yearly jobs whose slot each round sets just before "now": one due slot per job and round.
     # allow: whether a previous round's run was reaped yet must not matter here.
     jobs = [cron_world.job(f"job-{i}", schedule="0 0 1 1 *", concurrency_policy="allow") for i in range(6)]
+    # Up to 18 runs at once: above the default plan's cap on concurrent runs (tests/security covers the cap).
+    cron_world.world.team.plan.max_concurrent_cron_runs = 50
+    cron_world.world.team.plan.save()
     # The team's network exists before: two engines creating the same network at the same moment is
     # a race of the runtime's ensure_network (duplicate networks, "ambiguous" names), not of the cron
     # scheduler; this test is about slots and claims.

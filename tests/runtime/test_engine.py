@@ -8,9 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from apps.runtime.engine import ContainerInfo, ContainerSpec, DockerEngine, EngineError, LogLine
-
-from .conftest import EngineTestRun
+from apps.runtime.engine import (
+    APP_CAPABILITIES,
+    DEFAULT_CPUS,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_PIDS_LIMIT,
+    ContainerInfo,
+    ContainerSpec,
+    DockerEngine,
+    EngineError,
+    LogLine,
+)
+from tests.support.engine_fixtures import EngineTestRun
 
 PORT = 5000
 
@@ -117,14 +126,46 @@ def test_ensure_image_uses_a_local_image_without_pulling(docker_engine, web_imag
 
 
 def test_a_missing_image_fails_quickly_and_clearly(docker_engine):
+    # A registry on the loopback is refused by default (tests/security/test_image_refs.py); this engine
+    # is an operator's that allows private registries, so the pull is tried and fails.
+    engine = DockerEngine(docker_engine.client, allow_private_registries=True)
     started = time.monotonic()
     with pytest.raises(EngineError, match=r"image not found: 127\.0\.0\.1:1/nope:latest \(.+\)"):
-        docker_engine.ensure_image("127.0.0.1:1/nope:latest")
+        engine.ensure_image("127.0.0.1:1/nope:latest")
     assert time.monotonic() - started < 10
-    assert docker_engine.image_digest("127.0.0.1:1/nope:latest") is None
+    assert engine.image_digest("127.0.0.1:1/nope:latest") is None
 
 
 # -- running containers -----------------------------------------------------------------------
+
+
+def test_every_container_gets_the_hardening_policy_even_when_its_spec_names_no_limits(
+    docker_engine, engine_run, web_image
+):
+    network = team_network(docker_engine, engine_run)
+    script = "mkdir -p /w; mknod /w/null c 1 3 && echo mknod-allowed; chown 1:1 /w && echo chown-allowed; sleep 30"
+    info = docker_engine.run(make_spec(engine_run, "bare", web_image, network, command=["sh", "-c", script]))
+
+    host = docker_engine.client.api.inspect_container(info.id)["HostConfig"]
+    assert (host["PidsLimit"], host["Memory"], host["NanoCpus"]) == (
+        DEFAULT_PIDS_LIMIT, DEFAULT_MEMORY_MB * 1024 * 1024, int(DEFAULT_CPUS * 1_000_000_000)
+    )  # fmt: skip
+    assert host["MemorySwap"] == host["Memory"]  # no swap on top of the memory limit
+    assert (host["CapDrop"], sorted(host["CapAdd"])) == (["ALL"], sorted(APP_CAPABILITIES))
+    assert host["SecurityOpt"] == ["no-new-privileges:true"] and host["Privileged"] is False
+    # What the dropped capabilities mean inside: no device nodes (MKNOD); a normal image's chown still works.
+    give_up = time.monotonic() + 10
+    while "chown-allowed" not in (text := "\n".join(line.text for line in docker_engine.logs(info.id))):
+        assert time.monotonic() < give_up, text
+        time.sleep(0.05)
+    assert "mknod-allowed" not in text and "Operation not permitted" in text, text
+
+
+def test_a_zero_limit_is_refused_rather_than_read_as_unlimited(docker_engine, engine_run, web_image):
+    network = team_network(docker_engine, engine_run)
+    with pytest.raises(EngineError, match="must be positive"):
+        docker_engine.run(make_spec(engine_run, "zero", web_image, network, pids_limit=0))
+    assert docker_engine.inspect(engine_run.name("zero")) is None
 
 
 def test_run_serves_on_the_team_network_with_port_labels_and_limits(docker_engine, engine_run, web_image):

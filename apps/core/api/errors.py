@@ -40,9 +40,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     request = context.get("request")
     if isinstance(exc, PandaError):
         set_rollback()
+        retry_after = exc.extra.get("retry_after")
         return Response(
             error_body(request, code=exc.code, message=exc.message, fields=exc.fields, **exc.extra),
             status=exc.status_code,
+            headers={"Retry-After": str(retry_after)} if retry_after is not None else None,
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -1,3 +1,4 @@
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
@@ -17,13 +18,14 @@ class CronJobOutput(serializers.ModelSerializer):
     project = serializers.CharField(source="project.slug")
     app = serializers.CharField(source="app.name", allow_null=True, default=None)
     last_run = serializers.SerializerMethodField()
+    cpus = serializers.FloatField()
 
     class Meta:
         model = CronJob
         fields = (
             "name", "project", "app", "image", "command", "schedule", "timezone", "concurrency_policy",
             "timeout_seconds", "retries", "retry_backoff_seconds", "starting_deadline_seconds", "memory_mb",
-            "suspended", "next_run_at", "last_run", "created_at",
+            "cpus", "suspended", "next_run_at", "last_run", "created_at",
         )  # fmt: skip
 
     def get_last_run(self, job: CronJob) -> dict[str, Any] | None:
@@ -63,7 +65,17 @@ class CronJobCreateInput(serializers.Serializer):
     retries = serializers.IntegerField(min_value=0, max_value=10, required=False)
     retry_backoff_seconds = serializers.IntegerField(min_value=0, max_value=3600, required=False)
     starting_deadline_seconds = serializers.IntegerField(min_value=1, max_value=86400, required=False)
-    memory_mb = serializers.IntegerField(min_value=16, max_value=65536, required=False)
+    memory_mb = serializers.IntegerField(
+        min_value=16, max_value=65536, required=False, help_text="MB; at most the plan's max_memory_mb_per_app."
+    )
+    cpus = serializers.DecimalField(
+        max_digits=4,
+        decimal_places=2,
+        min_value=Decimal("0.05"),
+        max_value=Decimal(16),
+        required=False,
+        help_text="At most the plan's max_cpus_per_app.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("app" in attrs) == ("image" in attrs):

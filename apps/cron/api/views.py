@@ -17,6 +17,7 @@ from apps.cron.models import CronJob, CronRun, RunStatus
 from apps.deployments import orchestrator
 from apps.deployments.models import App
 from apps.runtime.engine import EngineError
+from apps.secrets.selectors import log_masker_for_cron_job
 from apps.teams.models import Project
 
 
@@ -116,4 +117,6 @@ class CronRunViewSet(TeamScopedViewSet):
                 log = "\n".join(line.text for line in orchestrator.engine().logs(run.container_name, tail=200))
             except EngineError:
                 log = ""
+        # Masked when served too: a tail stored before masking existed, or a live log.
+        log = log_masker_for_cron_job(self.parent).mask(log)
         return Response({"id": run.pk, "status": run.status, "log": log})
