@@ -7,12 +7,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from apps.core.errors import PandaError
 from apps.databases import services
-from apps.databases.models import Backup, Database, DatabaseAttachment, DatabaseServer, DatabaseStatus
+from apps.databases.models import Backup, Database, DatabaseAttachment, DatabaseServer
 
 ADMIN_URL_HELP = (
     "The administrator's URL, e.g. postgres://postgres:PASSWORD@db.internal:5432/postgres. PandaStack connects "
@@ -102,8 +102,8 @@ class DatabaseServerAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DatabaseServer]:
-        live = ~Q(databases__status=DatabaseStatus.DELETED)
-        return super().get_queryset(request).annotate(live_count=Count("databases", filter=live))
+        # Every database row is on the server (a deleted one keeps its data there until purged).
+        return super().get_queryset(request).annotate(live_count=Count("databases"))
 
     @admin.display(description="databases", ordering="live_count")
     def live_databases(self, server: DatabaseServer) -> int:
@@ -157,7 +157,7 @@ class AttachmentInline(admin.TabularInline):
 class BackupInline(admin.TabularInline):
     model = Backup
     extra = 0
-    fields = ("number", "trigger", "status", "size_bytes", "started_at", "finished_at", "restored_at")
+    fields = ("number", "trigger", "reason", "status", "size_bytes", "started_at", "finished_at", "restored_at")
     readonly_fields = fields
     can_delete = False
     ordering = ("-number",)
@@ -173,7 +173,7 @@ class BackupInline(admin.TabularInline):
 DATABASE_FIELDS = (
     "name", "team", "project", "engine", "version", "placement", "server", "status", "status_reason", "host", "port",
     "db_name", "username", "container_name", "volume_name", "size_bytes", "connections", "usage_at",
-    "credentials_rotated_at", "created_at", "updated_at", "deleted_at",
+    "credentials_rotated_at", "created_at", "updated_at", "deleted_at", "purge_after",
 )  # fmt: skip
 
 
@@ -209,7 +209,7 @@ class BackupAdmin(admin.ModelAdmin):
     search_fields = ("database__name", "team__slug")
     list_select_related = ("database", "team")
     fields = (
-        "database", "team", "number", "trigger", "status", "file_name", "size_bytes", "sha256", "error",
+        "database", "team", "number", "trigger", "reason", "status", "file_name", "size_bytes", "sha256", "error",
         "started_at", "finished_at", "restored_at", "created_by_label", "created_at",
     )  # fmt: skip
     readonly_fields = fields

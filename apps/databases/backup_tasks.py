@@ -15,8 +15,9 @@ def backup_run(backup_id: int) -> None:
 
 
 @shared_task(name="databases.restore_run", acks_late=True)
-def restore_run(backup_id: int) -> None:
-    backups.restore_execute(backup_id)
+def restore_run(backup_id: int, safety_id: int | None = None) -> None:
+    """Take the safety backup `safety_id` (recorded by the request), then restore `backup_id`."""
+    backups.restore_execute(backup_id, safety_id)
 
 
 @shared_task(name="databases.scheduled_backups", acks_late=True)

@@ -9,6 +9,20 @@ and restores only a file whose size and checksum still match. Both are idempoten
 after its worker died redoes the unfinished work and leaves finished work alone.
 `scheduled_backups` (Celery beat, every 5 minutes) takes the plans' scheduled backups and gives up
 on work whose worker disappeared.
+
+A restore has a way back. Before anything is loaded the worker takes a safety backup (an ordinary
+Backup row, trigger `safety`, with its reason, listed with the others): if it fails, nothing is
+loaded. Then the load is all or nothing for every engine:
+- PostgreSQL: one `pg_restore --single-transaction --exit-on-error` (dumps.py): a failure rolls
+  everything back inside the server.
+- MySQL / MariaDB: DDL commits implicitly, so the server cannot roll a load back. The restore
+  empties the tenant's database (dropped and created again under the same name: its grants stay)
+  and loads the backup, so the result is exactly the backup; when the load fails part way, the
+  worker empties it again and loads the safety backup, which puts back exactly what was there
+  (the data apps wrote after the safety backup began is replaced, as any restore replaces it).
+- Redis: staged beside the live keys, swapped in one WATCHed MULTI/EXEC (dumps.py).
+- MongoDB: `mongorestore --drop` is not atomic; as for MariaDB, a failed load puts the safety
+  backup back (`--drop` replaces every collection the archive holds). Not run here: no server.
 """
 
 from __future__ import annotations
@@ -16,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -33,7 +47,7 @@ from apps.core.access import TeamContext
 from apps.core.actors import Actor
 from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, NotFound, require_confirmation
-from apps.databases.dumps import BackupError, DumpFormat, format_for, sha256_of
+from apps.databases.dumps import FORMATS, BackupError, DumpFormat, format_for, sha256_of
 from apps.databases.models import Backup, BackupStatus, BackupTrigger, Database, DatabaseStatus
 from apps.databases.provisioners import ProvisionerError
 from apps.databases.services import admin_url_of, spec_for
@@ -74,6 +88,11 @@ def _require_in_team(ctx: TeamContext, obj: Database | Backup) -> None:
         raise NotFound()
 
 
+def _next_number(database: Database) -> int:
+    last = Backup.objects.filter(database=database).order_by("-number").values_list("number", flat=True).first()
+    return (last or 0) + 1
+
+
 def _backup_create(*, database: Database, trigger: str, actor: Actor) -> Backup:
     """Inside a transaction: lock the database, check it is available, record the pending backup,
     mark the database backing_up, audit, and enqueue the dump when the transaction commits."""
@@ -81,11 +100,10 @@ def _backup_create(*, database: Database, trigger: str, actor: Actor) -> Backup:
 
     database = _locked(database)
     _require_available(database, "backed up")
-    last = Backup.objects.filter(database=database).order_by("-number").values_list("number", flat=True).first()
     backup = Backup.objects.create(
         team=database.team,
         database=database,
-        number=(last or 0) + 1,
+        number=_next_number(database),
         trigger=trigger,
         status=BackupStatus.PENDING,
         created_by_label=actor.label[:200],
@@ -109,8 +127,10 @@ def backup_capture(*, ctx: TeamContext, database: Database, trigger: str = Backu
 @transaction.atomic
 def backup_restore(*, ctx: TeamContext, database: Database, backup: Backup, confirm: str) -> Backup:
     """Queue the restore of `database` from one of its succeeded backups; the caller repeats the
-    database's name (its current data is replaced). The worker checks the file's size and
-    checksum before loading anything; the database is `restoring` until it is done."""
+    database's name (its current data is replaced). A pending safety backup of the current data is
+    recorded at once (listed with the others); the worker takes it, then checks the file's size and
+    checksum before loading anything; the database is `restoring` until it is done. Restoring the
+    safety backup brings back the data from before."""
     from apps.databases.backup_tasks import restore_run
 
     _require_in_team(ctx, database)
@@ -129,10 +149,23 @@ def backup_restore(*, ctx: TeamContext, database: Database, backup: Backup, conf
     Database.objects.filter(pk=database.pk).update(
         status=DatabaseStatus.RESTORING, status_reason="", updated_at=timezone.now()
     )
+    safety = _safety_create(database, backup, ctx.actor.label)
     audit_record(actor=ctx.actor, action="database.restore", target=database, team=ctx.team,
-                 data={"backup": backup.number})  # fmt: skip
-    transaction.on_commit(lambda: restore_run.delay(backup.pk))
+                 data={"backup": backup.number, "safety_backup": safety.number})  # fmt: skip
+    transaction.on_commit(lambda: restore_run.delay(backup.pk, safety.pk))
     return backup
+
+
+def _safety_create(database: Database, restoring: Backup, label: str) -> Backup:
+    return Backup.objects.create(
+        team=database.team,
+        database=database,
+        number=_next_number(database),
+        trigger=BackupTrigger.SAFETY,
+        status=BackupStatus.PENDING,
+        reason=f"Taken automatically before restoring backup #{restoring.number}.",
+        created_by_label=label[:200],
+    )
 
 
 def backup_open(*, ctx: TeamContext, backup: Backup) -> tuple[IO[bytes], str]:
@@ -199,7 +232,17 @@ def give_up_stale(now: datetime) -> None:
     for backup in stale.select_related("database__team"):
         _backup_failed(backup, "the backup never finished: its worker stopped or its task was lost")
     for database in Database.objects.filter(status=DatabaseStatus.RESTORING, updated_at__lt=cutoff):
-        _restore_failed(database, None, "the restore never finished: its worker stopped or its task was lost")
+        reason = "the restore never finished: its worker stopped or its task was lost"
+        safety = (
+            Backup.objects.filter(database=database, trigger=BackupTrigger.SAFETY, status=BackupStatus.SUCCEEDED)
+            .order_by("-number")
+            .first()
+        )
+        fmt = FORMATS.get(database.engine)
+        if safety is not None and fmt is not None and not fmt.atomic_load:
+            # A load cut off part way is not undone here (no worker to run it): say where the data is.
+            reason += f"; the data may be partly restored: safety backup #{safety.number} holds it from before"
+        _restore_failed(database, None, reason)
 
 
 # --- the worker's side -------------------------------------------------------------------------------
@@ -242,21 +285,29 @@ def _store(storage: Storage, name: str, path: Path) -> tuple[str, int, str]:
     return stored, size, sha256
 
 
-def backup_execute(backup_id: int) -> None:
-    """Dump the database into storage and record the outcome; the database is available again
-    either way. A pending or running backup is (re)done from the start; a finished one is left."""
-    now = timezone.now()
+def _claim(backup_id: int) -> tuple[Backup, str] | None:
+    """Mark an unfinished backup running; it and a killed run's partial file, or None when it is
+    finished (or gone)."""
     with transaction.atomic():
         backup = Backup.objects.select_for_update().filter(pk=backup_id).first()
         if backup is None or backup.status not in UNFINISHED:
-            return
+            return None
         leftover = backup.file_name  # a killed run's partial file
-        backup.status, backup.started_at, backup.error, backup.file_name = BackupStatus.RUNNING, now, "", ""
+        backup.status, backup.started_at, backup.error, backup.file_name = (
+            BackupStatus.RUNNING, timezone.now(), "", ""
+        )  # fmt: skip
         backup.save(update_fields=["status", "started_at", "error", "file_name", "updated_at"])
+    return backup, leftover
+
+
+def _dump_into(backup: Backup, leftover: str) -> bool:
+    """Dump the backup's database into storage and record the outcome on the (claimed) backup;
+    whether it succeeded. The database's status is the caller's."""
     database = Database.objects.select_related("team__plan", "server").get(pk=backup.database_id)
     storage = backup_storage()
     if leftover:
         storage.delete(leftover)
+    now = backup.started_at or timezone.now()
     try:
         fmt = format_for(database.engine)
         with tempfile.TemporaryDirectory(prefix="pandastack-backup-") as tmp:
@@ -268,22 +319,40 @@ def backup_execute(backup_id: int) -> None:
             stored, size, sha256 = _store(storage, name, path)
     except Exception as exc:
         _backup_failed(backup, _reason(exc))
-        return
-    with transaction.atomic():
-        done = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
-            status=BackupStatus.SUCCEEDED, file_name=stored, size_bytes=size, sha256=sha256,
-            finished_at=timezone.now(), updated_at=timezone.now(),
-        )  # fmt: skip
-        Database.objects.filter(pk=database.pk, status=DatabaseStatus.BACKING_UP).update(
-            status=DatabaseStatus.AVAILABLE, updated_at=timezone.now()
-        )
+        return False
+    done = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
+        status=BackupStatus.SUCCEEDED, file_name=stored, size_bytes=size, sha256=sha256,
+        finished_at=timezone.now(), updated_at=timezone.now(),
+    )  # fmt: skip
     if not done:  # given up on meanwhile (give_up_stale): the file belongs to no backup
         storage.delete(stored)
+        return False
+    return True
+
+
+def backup_execute(backup_id: int) -> None:
+    """Dump the database into storage and record the outcome; the database is available again
+    either way. A pending or running backup is (re)done from the start; a finished one is left."""
+    claimed = _claim(backup_id)
+    if claimed is None:
         return
-    prune(database)
+    backup, leftover = claimed
+    succeeded = _dump_into(backup, leftover)
+    Database.objects.filter(pk=backup.database_id, status=DatabaseStatus.BACKING_UP).update(
+        status=DatabaseStatus.AVAILABLE, updated_at=timezone.now()
+    )
+    if succeeded:
+        prune(Database.objects.select_related("team__plan").get(pk=backup.database_id))
+
+
+def _printable(reason: str) -> str:
+    """A reason fit to store and show: a server's error may quote the file's bytes (Redis quotes the
+    refused command with its payload), and PostgreSQL text cannot hold NUL."""
+    return "".join(c if c.isprintable() or c == "\n" else "?" for c in reason)
 
 
 def _backup_failed(backup: Backup, reason: str) -> None:
+    reason = _printable(reason)
     database = backup.database
     with transaction.atomic():
         changed = Backup.objects.filter(pk=backup.pk, status__in=UNFINISHED).update(
@@ -303,17 +372,21 @@ def _backup_failed(backup: Backup, reason: str) -> None:
 
 def prune(database: Database) -> int:
     """Keep the plan's number of succeeded backups per database (at least the newest one) and as
-    many failed ones; delete the older ones and their files. Returns how many went."""
+    many failed ones; delete the older ones and their files. Safety backups are counted apart, so
+    the restores' automatic backups never push out the ones people and the schedule took.
+    Returns how many went."""
     kept = max(1, database.team.plan.backups_kept)
     storage = backup_storage()
     gone = 0
+    safety = Q(trigger=BackupTrigger.SAFETY)
     for status in (BackupStatus.SUCCEEDED, BackupStatus.FAILED):
-        old = Backup.objects.filter(database=database, status=status).order_by("-number")[kept:]
-        for backup in list(old):
-            if backup.file_name:
-                storage.delete(backup.file_name)
-            backup.delete()
-            gone += 1
+        of_status = Backup.objects.filter(database=database, status=status).order_by("-number")
+        for old in (of_status.filter(safety)[kept:], of_status.exclude(safety)[kept:]):
+              for backup in list(old):
+                if backup.file_name:
+                    storage.delete(backup.file_name)
+                backup.delete()
+                gone += 1
     return gone
 
 
@@ -349,40 +422,119 @@ def _fetch_verified(storage: Storage, backup: Backup, path: Path) -> None:
         raise BackupError(f"the file of backup #{backup.number} is damaged: its SHA-256 checksum does not match")
 
 
-def restore_execute(backup_id: int) -> None:
-    """Load a verified backup into its database; the database is available again either way (on
-    failure with the reason in its status_reason, and a `database.restore_failed` event). Runs only
-    while the database is `restoring`, so a second run after success does nothing."""
+def _safety_backup(database: Database, restoring: Backup, safety_id: int | None) -> Backup:
+    """The safety backup of this restore: the one the request recorded, else (a task queued
+    before safety backups existed) an unfinished one of the database, else a new one."""
+    found = Backup.objects.filter(database=database, trigger=BackupTrigger.SAFETY)
+    if safety_id is not None:
+        safety = found.filter(pk=safety_id).first()
+    else:
+        safety = found.filter(status__in=UNFINISHED).order_by("-number").first()
+    if safety is not None:
+        return safety
+    with transaction.atomic():
+        _locked(database)  # numbers are given under the database's lock
+        return _safety_create(database, restoring, "restore")
+
+
+def _take_safety(database: Database, restoring: Backup, safety_id: int | None) -> Backup:
+    """The safety backup, taken now unless it already succeeded (a task run again after its worker
+    died reuses it: the data may already be partly replaced)."""
+    safety = _safety_backup(database, restoring, safety_id)
+    if safety.status != BackupStatus.SUCCEEDED and (claimed := _claim(safety.pk)) is not None:
+        _dump_into(*claimed)
+        safety.refresh_from_db()
+    return safety
+
+
+def _mysql_empty(admin_url: str, spec: Any) -> None:
+    """Drop the tenant's MariaDB database and create it again, empty, under the same name (its
+    grants stay: MariaDB keeps privileges of a dropped database). Executes nothing of the tenant's:
+    dropping runs no trigger."""
+    import pymysql
+
+    from apps.databases.provisioners.mysql import MySQLProvisioner
+
+    provisioner = MySQLProvisioner(admin_url)
+    try:
+        with provisioner._admin() as cursor:
+            provisioner._kill_sessions(cursor, spec.username)
+            cursor.execute(f"DROP DATABASE IF EXISTS `{spec.db_name}`", [])  # a checked name (DatabaseSpec)
+            cursor.execute(f"CREATE DATABASE `{spec.db_name}` CHARACTER SET utf8mb4", [])
+    except pymysql.MySQLError as exc:
+        raise BackupError(f"emptying the database before loading failed: {exc}") from None
+
+
+# Engines whose load cannot be rolled back by the server: emptied first, so a load gives exactly
+# the backup's contents, and a failed one can be undone by loading the safety backup the same way.
+EMPTY_BEFORE_LOAD: dict[str, Callable[[str, Any], None]] = {"mysql": _mysql_empty}
+
+
+def _load(database: Database, fmt: DumpFormat, path: Path) -> None:
+    admin_url, spec = admin_url_of(database), spec_for(database)
+    if empty := EMPTY_BEFORE_LOAD.get(database.engine):
+        empty(admin_url, spec)
+    fmt.load(admin_url, spec, path)
+
+
+def _fetch(backup: Backup, fmt: DumpFormat, directory: Path, stem: str) -> Path:
+    path = directory / f"{stem}.{fmt.extension}"
+    _fetch_verified(backup_storage(), backup, path)
+    fmt.validate(path)
+    return path
+
+
+def restore_execute(backup_id: int, safety_id: int | None = None) -> None:
+    """Take the safety backup, then load a verified backup into its database; the database is
+    available again either way (on failure with the reason in its status_reason, and a
+    `database.restore_failed` event). A load that fails part way leaves the data as it was: rolled
+    back by the server, or put back from the safety backup. Runs only while the database is
+    `restoring`, so a second run after success does nothing."""
     backup = Backup.objects.select_related("database__team__plan", "database__server").filter(pk=backup_id).first()
     if backup is None or backup.database.status != DatabaseStatus.RESTORING:
         return
     database = backup.database
-    loading = False
-    fmt: DumpFormat | None = None
-    try:
-        fmt = format_for(database.engine)
-        with tempfile.TemporaryDirectory(prefix="pandastack-restore-") as tmp:
-            path = Path(tmp) / f"restore.{fmt.extension}"
-            _fetch_verified(backup_storage(), backup, path)
-            fmt.validate(path)
-            admin_url, spec = admin_url_of(database), spec_for(database)
-            loading = True
-            fmt.load(admin_url, spec, path)
-    except Exception as exc:
-        if loading and fmt is not None and not fmt.atomic_load:
-            after = "The data may be partly restored: restore again, or from another backup."
-        else:
-            after = "Nothing was changed."
-        _restore_failed(database, backup, f"Restore from backup #{backup.number} failed: {_reason(exc)}. {after}")
+    failed = f"Restore from backup #{backup.number} failed"
+    safety = _take_safety(database, backup, safety_id)
+    if safety.status != BackupStatus.SUCCEEDED:
+        why = f"the safety backup #{safety.number} of the current data failed ({safety.error or safety.status})"
+        _restore_failed(database, backup, f"{failed}: {why}. Nothing was changed.")
         return
+    with tempfile.TemporaryDirectory(prefix="pandastack-restore-") as tmp:
+        try:
+            fmt = format_for(database.engine)
+            path = _fetch(backup, fmt, Path(tmp), "restore")
+        except Exception as exc:
+            _restore_failed(database, backup, f"{failed}: {_reason(exc)}. Nothing was changed.")
+            return
+        try:
+            _load(database, fmt, path)
+        except Exception as exc:
+            _restore_failed(database, backup, f"{failed}: {_reason(exc)}. {_undo(database, fmt, safety, Path(tmp))}")
+            return
     with transaction.atomic():
         Backup.objects.filter(pk=backup.pk).update(restored_at=timezone.now(), updated_at=timezone.now())
         Database.objects.filter(pk=database.pk, status=DatabaseStatus.RESTORING).update(
             status=DatabaseStatus.AVAILABLE, status_reason="", updated_at=timezone.now()
         )
+    prune(database)
+
+
+def _undo(database: Database, fmt: DumpFormat, safety: Backup, directory: Path) -> str:
+    """After a failed load: put the data from before back where the server could not roll it back;
+    says what became of the data."""
+    if fmt.atomic_load:
+        return "Nothing was changed."
+    try:
+        _load(database, fmt, _fetch(safety, fmt, directory, "safety"))
+    except Exception as exc:
+        return (f"Putting the data from before back failed too ({_reason(exc)}): restore safety backup "
+                f"#{safety.number}, which holds it.")  # fmt: skip
+    return f"The data from before was put back from safety backup #{safety.number}; nothing was changed."
 
 
 def _restore_failed(database: Database, backup: Backup | None, reason: str) -> None:
+    reason = _printable(reason)
     with transaction.atomic():
         changed = Database.objects.filter(pk=database.pk, status=DatabaseStatus.RESTORING).update(
             status=DatabaseStatus.AVAILABLE, status_reason=reason[:2000], updated_at=timezone.now()

@@ -1,18 +1,26 @@
 """Dump and load one tenant database, per engine: the driver under backups and restores.
 
 Each engine has a pair `<engine>_dump(admin_url, spec, path)` / `<engine>_load(admin_url, spec,
-path)`, connecting as the server's administrator (`admin_url`) and touching only the tenant's
-database (`spec.db_name`). A load first refuses a file it cannot fully trust, so that a damaged
-backup changes nothing:
+path)`, touching only the tenant's database (`spec.db_name`). `admin_url` says where this worker
+reaches the server (host, port, TLS options). A load first refuses a file it cannot fully trust, so
+that a damaged backup changes nothing.
+
+A load connects as the tenant's own user (`spec.username` / `spec.password`), never as the
+server's administrator: a backup's content is the tenant's, and loading runs code the tenant
+wrote (PostgreSQL functions behind CHECK constraints, defaults and triggers; MariaDB DEFINER
+clauses, routines and any statement in the file). Run by an administrator's session that code
+could take the administrator's rights (`RESET ROLE` undoes pg_restore's `--role`); run by the
+tenant's session it has the tenant's rights and nothing more, whatever the file says.
 
 - PostgreSQL: `pg_dump --format=custom`; the load is one `pg_restore --single-transaction
-  --exit-on-error` run as the tenant's role (`--role`, `--no-owner`): it applies everything or
-  nothing, and the restored objects belong to the tenant. `--clean` drops what the dump holds
-  before recreating it; objects created after the backup that the dump does not know stay.
+  --exit-on-error --no-owner` logged in as the tenant: it applies everything or nothing, and the
+  restored objects belong to the tenant. `--clean` drops what the dump holds before recreating it;
+  objects created after the backup that the dump does not know stay.
 - MySQL / MariaDB: `mariadb-dump --single-transaction` (a consistent InnoDB snapshot) piped back
-  into the `mariadb` client. Loading SQL is not transactional (DDL commits), so the file is
-  validated first: the dump's header line and its final "-- Dump completed" line (a truncated or
-  foreign file is refused before anything runs).
+  into the `mariadb` client, logged in as the tenant (a `DEFINER=` naming anyone else, a `GRANT`,
+  a `SET GLOBAL` or a `USE` of another database is refused by the server). Loading SQL is not
+  transactional (DDL commits), so the file is validated first: the dump's header line and its
+  final "-- Dump completed" line (a truncated or foreign file is refused before anything runs).
 - Redis: the tenant's keys only (prefix `<db_name>:`), not the server's RDB snapshot: the server
   is shared between tenants, so its RDB holds everybody's keys, and loading one would replace every
   tenant's data. Each key is saved as `DUMP` + `PTTL` in a small length-prefixed format (magic,
@@ -22,7 +30,11 @@ backup changes nothing:
   ones are renamed into place. (A Redis transaction does not roll back a command that fails while
   EXEC runs, e.g. a RESTORE of a bad payload; staging first leaves nothing in EXEC that can fail.)
   The key set is not one point-in-time snapshot: each key is read consistently, one at a time.
-- MongoDB: `mongodump --archive --gzip` / `mongorestore --drop --nsInclude '<db>.*'`. The
+  This is the one load run by the administrator: the tenant's ACL user may not RESTORE (a
+  dangerous command), and nothing in the file runs: every key is the tenant's prefix followed by
+  bytes from the file, and each value is a serialised data structure Redis checks.
+- MongoDB: `mongodump --archive --gzip` / `mongorestore --drop --nsInclude '<db>.*'`, the restore
+  authenticated as the tenant's user (readWrite on its own database, `authSource=<db>`). The
   credentials go in a config file (mode 0600), never on the command line (where `ps` shows
   them). A load checks first that the file is a complete gzip stream holding a mongodump archive.
 
@@ -133,6 +145,15 @@ def _first_available(*names: str) -> str:
     return names[0]  # run_tool says it is not installed
 
 
+def tenant_url(admin_url: str, spec: DatabaseSpec) -> str:
+    """The server's URL as this worker reaches it (`admin_url`: scheme, host, port, path, TLS
+    options) with the tenant's own user and password in place of the administrator's."""
+    parts = urlsplit(admin_url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    credentials = f"{quote(spec.username, safe='')}:{quote(spec.password, safe='')}"
+    return urlunsplit((parts.scheme, f"{credentials}@{host}", parts.path, parts.query, ""))
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------------
 def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in name.split(".") if part.isdigit())
@@ -148,8 +169,8 @@ def pg_tool(name: str) -> str:
 
 
 def pg_connection(admin_url: str, db_name: str) -> tuple[str, str]:
-    """A libpq URL for `db_name` as the administrator, without the password (it goes in
-    PGPASSWORD), and the password. Query options (sslmode…) are kept."""
+    """A libpq URL for `db_name` as the URL's user, without the password (it goes in PGPASSWORD),
+    and the password. Query options (sslmode…) are kept."""
     parts = urlsplit(admin_url)
     host = parts.netloc.rsplit("@", 1)[-1]
     user = quote(unquote(parts.username or "postgres"), safe="")
@@ -178,14 +199,15 @@ def postgres_validate(path: Path) -> None:
 
 def postgres_load(admin_url: str, spec: DatabaseSpec, path: Path, *, timeout: float | None = None) -> None:
     postgres_validate(path)
-    url, password = pg_connection(admin_url, spec.db_name)
+    # Logged in as the tenant: `--role` on an administrator's session would not do, as a function
+    # the archive runs (a CHECK constraint's, a default's) can RESET ROLE back to the administrator.
+    url, password = pg_connection(tenant_url(admin_url, spec), spec.db_name)
     run_tool(
         [
             pg_tool("pg_restore"),
             "--clean",
             "--if-exists",
-            "--no-owner",
-            f"--role={spec.username}",
+            "--no-owner",  # whatever owners the archive names, the objects are the tenant's
             "--single-transaction",
             "--exit-on-error",
             "--no-password",
@@ -206,8 +228,8 @@ MYSQL_FOOTER = b"-- Dump completed"
 
 
 def mysql_connection(admin_url: str) -> tuple[list[str], str]:
-    """Connection arguments (--no-defaults first: no option file of the worker applies) and the
-    password (it goes in MYSQL_PWD)."""
+    """Connection arguments as the URL's user (--no-defaults first: no option file of the worker
+    applies) and the password (it goes in MYSQL_PWD)."""
     parts = urlsplit(admin_url)
     args = [
         "--no-defaults",
@@ -271,7 +293,9 @@ def _client_has_sandbox(client: str) -> bool:
 
 def mysql_load(admin_url: str, spec: DatabaseSpec, path: Path, *, timeout: float | None = None) -> None:
     mysql_validate(path)
-    connection, password = mysql_connection(admin_url)
+    # Logged in as the tenant: the server itself then refuses whatever the file asks beyond the
+    # tenant's rights (DEFINER=<administrator>, GRANT, SET GLOBAL, other databases).
+    connection, password = mysql_connection(tenant_url(admin_url, spec))
     client = _first_available("mariadb", "mysql")
     # --sandbox: the client refuses its own commands that reach the file system (\! shell, source…).
     sandbox = ["--sandbox"] if _client_has_sandbox(client) else []
@@ -472,12 +496,22 @@ def mongo_uri(admin_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/", urlencode(query), ""))
 
 
-def mongo_config(admin_url: str, directory: Path) -> Path:
-    """A private YAML file with the URI (and so the password) for the tools' --config option."""
+def mongo_tenant_uri(admin_url: str, spec: DatabaseSpec) -> str:
+    """The server as the admin URI reaches it (hosts, TLS and replica-set options), authenticated
+    as the tenant's user, which is defined in the tenant's own database."""
+    parts = urlsplit(tenant_url(admin_url, spec))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "authsource"]
+    query.append(("authSource", spec.db_name))
+    return urlunsplit((parts.scheme, parts.netloc, "/", urlencode(query), ""))
+
+
+def mongo_config(admin_url: str, directory: Path, *, uri: str | None = None) -> Path:
+    """A private YAML file with the URI (and so the password) for the tools' --config option:
+    `uri` if given, else the admin URL's (see mongo_uri)."""
     path = directory / f"mongo-{secrets.token_hex(4)}.yaml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(f"uri: {json.dumps(mongo_uri(admin_url))}\n")  # a JSON string is a YAML string
+        handle.write(f"uri: {json.dumps(uri or mongo_uri(admin_url))}\n")  # a JSON string is a YAML string
     return path
 
 
@@ -525,13 +559,15 @@ def mongodb_dump(admin_url: str, spec: DatabaseSpec, path: Path, *, timeout: flo
 
 def mongodb_load(admin_url: str, spec: DatabaseSpec, path: Path, *, timeout: float | None = None) -> None:
     mongo_validate(path)
-    config = mongo_config(admin_url, path.parent)
+    # As the tenant's user (readWrite on its database only): the archive cannot restore users,
+    # roles or other databases' collections whatever it holds.
+    config = mongo_config(admin_url, path.parent, uri=mongo_tenant_uri(admin_url, spec))
     try:
         run_tool(
             mongorestore_command(spec, path, config),
             what="mongorestore",
             env=_clean_env(),
-            hidden=(unquote(urlsplit(admin_url).password or ""),),
+            hidden=(spec.password, unquote(urlsplit(admin_url).password or "")),
             timeout=timeout,
         )
     finally:

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from apps.core.models import TeamOwnedModel, TimeStampedModel
+from apps.secrets.crypto import EncryptedTextField
 from apps.teams.models import SLUG_MAX_LENGTH, slug_validator
 
 
@@ -35,7 +36,7 @@ class DatabaseServer(TimeStampedModel):
 
     name = models.CharField(max_length=SLUG_MAX_LENGTH, unique=True, validators=[slug_validator])
     engine = models.CharField(max_length=10, choices=DatabaseEngine.choices)
-    admin_url_encrypted = models.TextField(editable=False)
+    admin_url_encrypted = EncryptedTextField(editable=False)
     host_for_apps = models.CharField(
         max_length=255, blank=True, help_text="The host apps connect to (default: the admin URL's host)."
     )
@@ -51,6 +52,9 @@ class DatabaseServer(TimeStampedModel):
 
 
 class DatabaseStatus(models.TextChoices):
+    """`deleted` is recoverable: the data and backups are kept, the credentials refused, until
+    `purge_after`; `deleting` is the purge under way (the row goes once the purge is done)."""
+
     PROVISIONING = "provisioning"
     AVAILABLE = "available"
     BACKING_UP = "backing_up"
@@ -77,18 +81,24 @@ class Database(TeamOwnedModel):
     # Where and as whom apps connect (the database name doubles as the key prefix for Redis).
     db_name = models.CharField(max_length=63, editable=False)
     username = models.CharField(max_length=63, editable=False)
-    password_encrypted = models.TextField(editable=False)
+    password_encrypted = EncryptedTextField(editable=False)
     host = models.CharField(max_length=255, blank=True, editable=False)
     port = models.PositiveIntegerField(null=True, blank=True, editable=False)
     # The dedicated placement's container and volume.
     container_name = models.CharField(max_length=200, blank=True, editable=False)
     volume_name = models.CharField(max_length=200, blank=True, editable=False)
+    # The dedicated server's superuser password (a database field, not a volume label: key rotation
+    # must be able to re-encrypt it).
+    admin_password_encrypted = EncryptedTextField(blank=True, editable=False)
     # Usage, as last measured.
     size_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
     connections = models.PositiveIntegerField(null=True, blank=True, editable=False)
     usage_at = models.DateTimeField(null=True, blank=True, editable=False)
     credentials_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    purge_after = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="A deleted database can be undeleted until then."
+    )
 
     project_lookup = "project"
     grant_paths = ("project",)
@@ -137,6 +147,7 @@ class BackupStatus(models.TextChoices):
 class BackupTrigger(models.TextChoices):
     MANUAL = "manual"
     SCHEDULED = "scheduled"
+    SAFETY = "safety"  # taken automatically before a restore replaces the data
 
 
 class Backup(TeamOwnedModel):
@@ -154,6 +165,7 @@ class Backup(TeamOwnedModel):
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
     restored_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Last restored from.")
     created_by_label = models.CharField(max_length=200, blank=True)
+    reason = models.CharField(max_length=300, blank=True, help_text="Why an automatic backup was taken.")
 
     project_lookup = "database__project"
     grant_paths = ("database__project",)

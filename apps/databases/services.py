@@ -6,11 +6,13 @@ to poll."""
 from __future__ import annotations
 
 import secrets
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count
+from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
@@ -40,7 +42,9 @@ ADMIN_SCHEMES = {
     "redis": ("redis", "rediss"),
     "mongodb": ("mongodb", "mongodb+srv"),
 }
-LIVE = ~Q(status=DatabaseStatus.DELETED)
+# Deleted databases stay as rows (status `deleted`, then `deleting` while purged) until the purge
+# removes them: until then their data sits on the server and their name can come back with undelete,
+# so they count for quotas, server load and names.
 
 
 def new_password() -> str:
@@ -99,10 +103,24 @@ def _parse_admin_url(engine: str, admin_url: str) -> tuple[str, int]:
 
 
 def _check_server(engine: str, admin_url: str) -> str:
+    """Connect as the administrator (the server's version); a Redis must also be able to hold
+    tenants side by side (provisioners.redis.shared_redis_problems)."""
+    problems: list[str] = []
     try:
-        return provisioner_for(engine, admin_url).server_version()
+        version = provisioner_for(engine, admin_url).server_version()
+        if engine == "redis":
+            from apps.databases.provisioners.redis import shared_redis_problems
+
+            problems = shared_redis_problems(admin_url)
     except ProvisionerError as exc:
         raise ValidationFailed(str(exc), fields={"admin_url": [str(exc)]}) from None
+    if problems:
+        raise ValidationFailed(
+            "This Redis cannot be shared between tenants: " + "; ".join(problems) + ".",
+            fields={"admin_url": problems},
+            code="unsafe_shared_server",
+        )
+    return version
 
 
 @transaction.atomic
@@ -143,7 +161,7 @@ def server_update_admin_url(*, server: DatabaseServer, admin_url: str) -> Databa
 def _pick_server(engine: str) -> DatabaseServer:
     server = (
         DatabaseServer.objects.filter(engine=engine, enabled=True)
-        .annotate(load=Count("databases", filter=~Q(databases__status=DatabaseStatus.DELETED)))
+        .annotate(load=Count("databases"))  # deleted ones too: their data is there until purged
         .order_by("load", "id")
         .first()
     )
@@ -166,9 +184,14 @@ def database_create(
     from apps.teams.models import Team
 
     team = Team.objects.select_for_update().select_related("plan").get(pk=ctx.team.pk)  # serialises quota checks
-    quota_check(team=team, limit=Limit.DATABASES, current=Database.objects.filter(LIVE, team=team).count())
-    if Database.objects.filter(LIVE, team=team, name=name).exists():
-        raise ValidationFailed("A database with this name exists in this team.", fields={"name": ["Already taken."]})
+    # A deleted database still counts until it is purged: its data still takes room on the server
+    # (and a dedicated one its container), so delete-and-create cannot go past the plan.
+    quota_check(team=team, limit=Limit.DATABASES, current=Database.objects.filter(team=team).count())
+    if Database.objects.filter(team=team, name=name).exists():
+        taken = "Already taken."
+        if Database.objects.filter(team=team, name=name, status=DatabaseStatus.DELETED).exists():
+            taken = "A deleted database of this name can still be undeleted; the name is free once it is purged."
+        raise ValidationFailed("A database with this name exists in this team.", fields={"name": [taken]})
     if engine not in DatabaseEngine.values:
         raise ValidationFailed("Unknown engine.", fields={"engine": [f"One of: {', '.join(DatabaseEngine.values)}."]})
     server = None
@@ -214,21 +237,103 @@ def _require_status(database: Database, *allowed: str, doing: str) -> None:
 
 @transaction.atomic
 def database_delete(*, ctx: TeamContext, database: Database, confirm: str) -> Database:
-    """Detach it from every app (their next deploy no longer gets the URL), then drop it in a task."""
-    from apps.databases.tasks import database_deprovision
+    """Delete, recoverably: the database leaves every list, its apps lose the variable (from their
+    next deploy on; attachments are removed, not restored by undelete), a worker makes its
+    credentials refused and ends its sessions, and the data and backups are kept until the plan's
+    grace period (`database_delete_grace_hours`) ends; then the purge drops it for good. A plan
+    with no grace period purges at once."""
+    from apps.databases.tasks import database_deprovision, database_lock
 
+    ctx.require(Capability.MANAGE_DATABASES, database)
     require_confirmation(confirm, expected=database.name, what="the database's name")
-    database = Database.objects.select_for_update().get(pk=database.pk)
+    database = Database.objects.select_for_update().select_related("team__plan").get(pk=database.pk)
     _require_status(database, DatabaseStatus.AVAILABLE, DatabaseStatus.FAILED, doing="deleted")
+    detached = []
     for attachment in database.attachments.select_related("app__team"):
         platform_secret_set(actor=ctx.actor, app=attachment.app, name=attachment.env_name, value=None,
                             reason=f"database {database.name} deleted")  # fmt: skip
+        detached.append({"app": attachment.app.name, "env_name": attachment.env_name})
     database.attachments.all().delete()
-    database.status = DatabaseStatus.DELETING
-    database.save(update_fields=["status", "updated_at"])
-    audit_record(actor=ctx.actor, action="database.delete", target=database, team=ctx.team)
-    transaction.on_commit(lambda: database_deprovision.delay(database.pk))
+    now = timezone.now()
+    grace = timedelta(hours=database.team.plan.database_delete_grace_hours)
+    database.status = DatabaseStatus.DELETED if grace else DatabaseStatus.DELETING
+    database.deleted_at, database.purge_after = now, now + grace
+    database.save(update_fields=["status", "deleted_at", "purge_after", "updated_at"])
+    audit_record(actor=ctx.actor, action="database.delete", target=database, team=ctx.team,
+                 data={"purge_after": database.purge_after.isoformat(), "detached": detached})  # fmt: skip
+    if grace:
+        transaction.on_commit(lambda: database_lock.delay(database.pk))
+    else:
+        transaction.on_commit(lambda: database_deprovision.delay(database.pk))
     return database
+
+
+@transaction.atomic
+def database_undelete(*, ctx: TeamContext, database: Database) -> Database:
+    """Bring back a deleted database before its purge: the same name, data, backups and
+    credentials (a worker makes the server accept the stored password again: status
+    `provisioning`, then `available`). Apps are not re-attached: attach them again."""
+    from apps.databases.tasks import database_provision
+
+    ctx.require(Capability.MANAGE_DATABASES, database)
+    database = Database.objects.select_for_update().get(pk=database.pk)
+    if database.status not in (DatabaseStatus.DELETED, DatabaseStatus.DELETING):
+        raise Conflict(f"Database {database.name} is {database.status}, not deleted.", code="database_not_deleted")
+    if database.status == DatabaseStatus.DELETING or (
+        database.purge_after is not None and database.purge_after <= timezone.now()
+    ):
+        raise Conflict(
+            f"Database {database.name}'s grace period is over; it is being purged for good.",
+            code="grace_period_over",
+        )
+    if Database.objects.filter(team=database.team, name=database.name).exclude(pk=database.pk).exists():
+        raise Conflict(f"Another database is named {database.name} now.", code="name_taken")
+    database.status, database.status_reason = DatabaseStatus.PROVISIONING, ""
+    database.deleted_at = database.purge_after = None
+    database.save(update_fields=["status", "status_reason", "deleted_at", "purge_after", "updated_at"])
+    audit_record(actor=ctx.actor, action="database.undelete", target=database, team=ctx.team)
+    transaction.on_commit(lambda: database_provision.delay(database.pk))
+    return database
+
+
+def databases_due_for_purge(now: datetime | None = None) -> list[int]:
+    """Deleted databases whose grace period has ended, marked `deleting` (so undelete refuses them
+    from now on); their ids, for the purge. Also returns those a purge left half-done."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = Database.objects.select_for_update(skip_locked=True).filter(
+            status=DatabaseStatus.DELETED, purge_after__lte=now
+        )
+        ids = list(due.values_list("pk", flat=True))
+        Database.objects.filter(pk__in=ids).update(status=DatabaseStatus.DELETING, updated_at=now)
+    return sorted({*ids, *Database.objects.filter(status=DatabaseStatus.DELETING).values_list("pk", flat=True)})
+
+
+def database_purge(*, database_id: int) -> bool:
+    """Drop a `deleting` database for good: the server's database and user (or the dedicated
+    container and its volume), every backup file in the backup storage and its row, then the
+    database's own row (the audit log keeps its name). Idempotent: safe to run again after a
+    failure. Returns whether it purged."""
+    from apps.databases.backups import backups_delete_all
+
+    database = Database.objects.select_related("team__plan", "server").filter(pk=database_id).first()
+    if database is None or database.status != DatabaseStatus.DELETING:
+        return False
+    if database.placement == Placement.DEDICATED:
+        from apps.databases import dedicated
+
+        dedicated.remove_container(database)  # the container and its volume: all of its data
+    else:
+        provisioner_of(database).drop(spec_for(database))
+    with transaction.atomic():
+        database = Database.objects.select_for_update().filter(pk=database_id, status=DatabaseStatus.DELETING).first()
+        if database is None:
+            return False
+        files = backups_delete_all(database=database)
+        audit_record(actor=Actor.system("purge"), action="database.purge", target=database, team=database.team,
+                     data={"backup_files_deleted": files})  # fmt: skip
+        database.delete()
+    return True
 
 
 @transaction.atomic
@@ -244,12 +349,17 @@ def database_rotate(*, ctx: TeamContext, database: Database) -> Database:
     return database
 
 
+def _require_change_config(ctx: TeamContext, app: App) -> None:
+    """Attaching and detaching write the app's variables: the same check for both."""
+    if not ctx.can(Capability.CHANGE_CONFIG, app):
+        raise PermissionDenied(f"You may not change the configuration of app {app.name}.")
+
+
 @transaction.atomic
 def database_attach(
     *, ctx: TeamContext, database: Database, app: App, env_name: str | None = None
 ) -> DatabaseAttachment:
-    if not ctx.can(Capability.CHANGE_CONFIG, app):
-        raise PermissionDenied(f"You may not change the configuration of app {app.name}.")
+    _require_change_config(ctx, app)
     _require_status(database, DatabaseStatus.AVAILABLE, doing="attached")
     env_name = env_name or DEFAULT_ENV_NAME[database.engine]
     if problem := validate_name(env_name):
@@ -277,6 +387,11 @@ def database_attach(
 
 @transaction.atomic
 def database_detach(*, ctx: TeamContext, database: Database, app: App) -> None:
+    """Remove the app's variable holding the database URL (from its next deploy on). Like attach,
+    this changes the app's configuration: the caller needs change_config on the app as well as
+    manage_databases on the database (which the API checks), so a database-only grant cannot
+    break another team member's app."""
+    _require_change_config(ctx, app)
     attachment = DatabaseAttachment.objects.filter(database=database, app=app).first()
     if attachment is None:
         raise ValidationFailed("Not attached.", fields={"app": [f"{database.name} is not attached to {app.name}."]})

@@ -4,6 +4,7 @@ stopped — a role without its database, a database without its grants."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from celery import shared_task
@@ -60,26 +61,64 @@ def database_provision(database_id: int) -> None:
     )  # fmt: skip
 
 
-@shared_task(name="databases.deprovision")
-def database_deprovision(database_id: int) -> None:
-    """Drop the database and its user (and its container), then mark it deleted."""
-    database = _load(database_id)
-    if database is None or database.status != DatabaseStatus.DELETING:
-        return
-    try:
-        if database.placement == Placement.DEDICATED:
-            from apps.databases import dedicated
+LOCK_FAILED = "Refusing the credentials failed (retried by the purge task): "
 
-            dedicated.remove_container(database)  # the container and its volume: all of its data
-        else:
-            services.provisioner_of(database).drop(services.spec_for(database))
-    except Exception as exc:  # recorded, then raised: the task fails and can be run again
-        log.warning("deleting database %s failed: %s", database_id, exc)
-        Database.objects.filter(pk=database.pk).update(status_reason=f"Deleting failed (will retry): {exc}"[:2000])
+
+@shared_task(name="databases.lock")
+def database_lock(database_id: int) -> None:
+    """A deleted database's credentials stop working: the user gets a random password nobody
+    keeps (the stored one comes back with undelete) and its sessions end. Done under the row's
+    lock, so an undelete cannot interleave: it waits, then its provisioning restores the password."""
+    with transaction.atomic():
+        database = (
+            Database.objects.select_for_update(of=("self",))
+            .select_related("team__plan", "server")
+            .filter(pk=database_id, status=DatabaseStatus.DELETED)
+            .first()
+        )
+        if database is None:
+            return
+        real = services.spec_for(database)
+        locked = dataclasses.replace(real, password=services.new_password())
+        try:
+            services.provisioner_of(database).set_password(locked)
+        except Exception as exc:  # the server is down: retried by the periodic purge task
+            log.warning("locking deleted database %s failed: %s", database_id, exc)
+            database.status_reason = f"{LOCK_FAILED}{exc}"[:2000]
+            database.save(update_fields=["status_reason", "updated_at"])
+            return
+        if database.status_reason:
+            database.status_reason = ""
+            database.save(update_fields=["status_reason", "updated_at"])
+
+
+@shared_task(name="databases.deprovision")
+def database_deprovision(database_id: int) -> bool:
+    """Purge a `deleting` database (apps.databases.services.database_purge); whether it did."""
+    try:
+        return services.database_purge(database_id=database_id)
+    except Exception as exc:  # recorded, then raised: the task fails and the periodic purge runs it again
+        log.warning("purging database %s failed: %s", database_id, exc)
+        Database.objects.filter(pk=database_id).update(status_reason=f"Purging failed (will retry): {exc}"[:2000])
         raise
-    Database.objects.filter(pk=database.pk).update(
-        status=DatabaseStatus.DELETED, deleted_at=timezone.now(), status_reason="", updated_at=timezone.now()
-    )
+
+
+@shared_task(name="databases.purge_deleted")
+def purge_deleted_databases() -> int:
+    """Beat: purge every deleted database whose grace period has ended (and finish purges that
+    failed), and retry refusing the credentials of deleted databases where that failed.
+    Returns how many were purged."""
+    for database_id in Database.objects.filter(
+        status=DatabaseStatus.DELETED, status_reason__startswith=LOCK_FAILED
+    ).values_list("pk", flat=True):
+        database_lock(database_id)
+    purged = 0
+    for database_id in services.databases_due_for_purge():
+        try:
+            purged += database_deprovision(database_id)
+        except Exception:  # logged and recorded by the task; the next round tries again
+            log.info("purge of database %s left for the next round", database_id)
+    return purged
 
 
 @shared_task(name="databases.rotate")
@@ -99,10 +138,12 @@ def database_rotate_credentials(database_id: int, actor_label: str = "") -> None
         locked.save(update_fields=["password_encrypted", "credentials_rotated_at", "updated_at"])
         new_spec = services.spec_for(locked)
         provisioner.set_password(new_spec)
-        actor = Actor.system(f"rotation by {actor_label}" if actor_label else "rotation")
+        # `via` is a short column (20): who asked goes in the reason.
+        actor = Actor.system("rotation")
+        reason = f"database {locked.name} rotated" + (f" by {actor_label}" if actor_label else "")
         for attachment in locked.attachments.select_related("app__team"):
             platform_secret_set(actor=actor, app=attachment.app, name=attachment.env_name,
-                                value=provisioner.url(new_spec), reason=f"database {locked.name} rotated")  # fmt: skip
+                                value=provisioner.url(new_spec), reason=reason)  # fmt: skip
 
 
 @shared_task(name="databases.refresh_usage")

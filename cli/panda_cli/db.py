@@ -1,7 +1,8 @@
 """`panda db`: managed databases (PostgreSQL, MySQL/MariaDB, Redis, MongoDB) — create (and wait until
-available), list, info, the connection URL (`$(panda db url NAME)`), attach to and detach from apps,
-rotate credentials, delete, and backups: list, capture, restore, download (checked against its
-SHA-256).
+available), list (`--deleted`: those `undelete` can still bring back), info, the connection URL
+(`$(panda db url NAME)`), attach to and detach from apps, rotate credentials, delete and undelete,
+and backups: list, capture, restore (after an automatic safety backup), download (checked against
+its SHA-256).
 
 Creating, rotating, capturing and restoring run on the server; `--wait` follows them, printing each
 change of status to stderr, and exits 3 when one ends other than done or `--timeout` passes first
@@ -27,7 +28,7 @@ from panda_cli.errors import ApiError, ApiUnreachable, CliError, OperationNotDon
 from panda_cli.session import JsonOption, Session, TeamOption, reports_errors
 
 db_app = typer.Typer(
-    help="Managed databases: create, inspect, attach to apps, rotate credentials, back up and restore.",
+    help="Managed databases: create, inspect, attach to apps, rotate credentials, back up, restore, undelete.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -184,9 +185,22 @@ def _stopped_waiting(what: str) -> None:
 
 @db_app.command("list")
 @reports_errors
-def db_list(team: TeamOption = None, json_: JsonOption = False) -> None:
+def db_list(
+    deleted: Annotated[
+        bool,
+        typer.Option(
+            "--deleted",
+            help="List deleted databases instead: `panda db undelete` brings one back until its purge time.",
+        ),
+    ] = False,
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
     """List the team's databases. With --json, prints all of them (every page) as a JSON array."""
     session = Session(team=team)
+    if deleted:
+        _deleted_list(session, json_=json_)
+        return
     databases = list(session.client.paginate(team_path(session.team, "databases")))
     output.listing(
         databases,
@@ -204,6 +218,23 @@ def db_list(team: TeamOption = None, json_: JsonOption = False) -> None:
             f"No databases in team {session.team} yet. "
             "Create one with `panda db create NAME --project P --engine postgres`."
         ),
+    )
+
+
+def _deleted_list(session: Session, *, json_: bool) -> None:
+    databases = list(session.client.paginate(team_path(session.team, "databases"), params={"deleted": "1"}))
+    output.listing(
+        databases,
+        [
+            ("name", lambda d: d.get("name")),
+            ("project", lambda d: d.get("project")),
+            ("engine", lambda d: d.get("engine")),
+            ("status", lambda d: d.get("status")),
+            ("deleted", lambda d: output.local_time(d.get("deleted_at"))),
+            ("purged after", lambda d: output.local_time(d.get("purge_after"))),
+        ],
+        json_=json_,
+        empty=f"No deleted databases in team {session.team} to bring back.",
     )
 
 
@@ -393,20 +424,66 @@ def db_delete(
     team: TeamOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Delete a database with its data and backups, and detach it from its apps. Needs --yes: panda
-    never prompts (CI has no stdin)."""
+    """Delete a database and detach it from its apps; its credentials stop working at once. Its data
+    and backups are kept for the plan's grace period (`panda db undelete NAME` brings it back, see
+    `panda db list --deleted`), then purged for good. Needs --yes: panda never prompts (CI has no
+    stdin)."""
     if not yes:
         raise UsageProblem(
             f"refusing to delete database {name} without --yes",
-            hint=f"`panda db delete {name} --yes` deletes it, its data and its backups; "
-            f"`panda db backups capture {name} --wait` keeps a copy first",
+            hint=f"`panda db delete {name} --yes` deletes it, its data and its backups once the plan's grace "
+            "period ends; its apps lose access at once",
         )
     session = Session(team=team)
     # The API asks for the name again, so a request built for another database cannot delete this one.
-    database = session.client.delete(_db_path(session, name), {"confirm": name})
-    if json_ and database is not None:
+    database = session.client.delete(_db_path(session, name), {"confirm": name}) or {}
+    if json_ and database:
         output.print_json(database)
-    output.success(f"Deleting database {name}; it is gone once the server has dropped it.")
+    purge_after = database.get("purge_after")
+    if database.get("status") == "deleted" and purge_after:
+        output.success(
+            f"Deleted database {name}. `panda db undelete {name}` brings it back until "
+            f"{output.local_time(purge_after)}; then it and its backups are purged."
+        )
+    else:
+        output.success(f"Deleting database {name} for good; it is gone once the server has dropped it.")
+
+
+@db_app.command("undelete")
+@reports_errors
+def db_undelete(
+    name: NameArgument,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = 600,
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Bring back a deleted database before its purge time (see `panda db list --deleted`): the
+    same data, backups and credentials. Apps are not attached again: `panda db attach`. With --wait,
+    follows it until it is available (exit 3 if it is not)."""
+    session = Session(team=team)
+    database = session.client.post(_db_path(session, name, "undelete"), {})
+    output.info(f"Undeleting database {name}.")
+    if wait:
+        try:
+            database = _wait(
+                session,
+                _db_path(session, name),
+                database,
+                what=f"database {name}",
+                done=lambda d: d.get("status") != PROVISIONING,
+                timeout=timeout,
+                hint=f"it goes on on the server; see `panda db info {name}`",
+            )
+        except KeyboardInterrupt:
+            _stopped_waiting(f"the undelete of {name}")
+            raise
+    if json_:
+        output.print_json(database)
+    if wait and database.get("status") != AVAILABLE:
+        raise OperationNotDone(f"database {name} is {_status(database)}")
+    if wait:
+        output.success(f"Database {name} is back; attach it to its apps again with `panda db attach`.")
 
 
 # -- backups -----------------------------------------------------------------------------------
@@ -489,17 +566,19 @@ def backups_restore(
     team: TeamOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Replace the database's data with a backup's. Needs --yes: what is in the database now is lost
-    (capture a backup first). With --wait, follows it until the database is available again."""
+    """Replace the database's data with a backup's. A safety backup of the current data is taken
+    first (trigger `safety` in `panda db backups list`; restoring it brings that data back), and a
+    restore that fails leaves the data as it was. Needs --yes. With --wait, follows it until the
+    database is available again."""
     if not yes:
         raise UsageProblem(
             f"refusing to restore backup #{number} over database {name} without --yes",
-            hint=f"its current data is replaced; `panda db backups capture {name} --wait` keeps a copy first",
+            hint="its current data is replaced (a safety backup of it is taken first)",
         )
     session = Session(team=team)
     backup = session.client.post(_db_path(session, name, "backups", number, "restore"), {"confirm": name})
     before = backup.get("restored_at")
-    output.info(f"Restoring backup #{number} into {name}.")
+    output.info(f"Restoring backup #{number} into {name}, after a safety backup of its current data.")
     if not wait:
         if json_:
             output.print_json(backup)

@@ -41,6 +41,8 @@ def db_json(name="main", **overrides):
         "attachments": [{"app": "web", "env_name": "DATABASE_URL"}, {"app": "worker", "env_name": "DB"}],
         "created_at": "2025-01-01T12:00:00Z",
         "credentials_rotated_at": None,
+        "deleted_at": None,
+        "purge_after": None,
     }
     data.update(overrides)
     return data
@@ -50,6 +52,7 @@ def backup_json(number=3, status="succeeded", **overrides):
     data = {
         "number": number,
         "trigger": "manual",
+        "reason": "",
         "status": status,
         "size_bytes": 1_500_000 if status == "succeeded" else None,
         "sha256": "ab" * 32 if status == "succeeded" else "",
@@ -375,13 +378,82 @@ def test_delete_refuses_without_yes_and_sends_nothing(run, api):
     assert api.requests == []
 
 
-def test_delete_sends_the_name_as_confirmation(run, api):
-    api.on("DELETE", MAIN, reply(202, db_json(status="deleting", attachments=[])))
+def test_delete_sends_the_name_as_confirmation_and_says_how_to_undelete(run, api):
+    api.on(
+        "DELETE",
+        MAIN,
+        reply(202, db_json(status="deleted", attachments=[], deleted_at="2025-02-01T00:00:00Z",
+                           purge_after="2025-02-04T00:00:00Z")),
+    )  # fmt: skip
     result = run("db", "delete", "main", "--yes", "--json")
     assert result.exit_code == 0, result.stderr
     assert api.body(api.requests[0]) == {"confirm": "main"}
-    assert json.loads(result.stdout)["status"] == "deleting"
-    assert "Deleting database main" in result.stderr
+    assert json.loads(result.stdout)["status"] == "deleted"
+    assert "Deleted database main. `panda db undelete main` brings it back until" in result.stderr
+
+
+def test_delete_on_a_plan_without_grace_period_says_it_goes_for_good(run, api):
+    api.on("DELETE", MAIN, reply(202, db_json(status="deleting", attachments=[], purge_after="2025-02-01T00:00:00Z")))
+    result = run("db", "delete", "main", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert "Deleting database main for good" in result.stderr
+
+
+def test_list_deleted_asks_for_the_deleted_ones_and_shows_until_when(run, api):
+    api.on(
+        "GET",
+        DATABASES,
+        page([db_json(status="deleted", deleted_at="2025-02-01T00:00:00Z", purge_after="2025-02-04T00:00:00Z")]),
+    )
+    result = run("db", "list", "--deleted")
+    assert result.exit_code == 0, result.stderr
+    assert api.requests[0].url.params["deleted"] == "1"
+    header, main = result.stdout.splitlines()
+    assert header.split() == ["NAME", "PROJECT", "ENGINE", "STATUS", "DELETED", "PURGED", "AFTER"]
+    assert main.split()[:4] == ["main", "shop", "postgres", "deleted"]
+    assert "2025" in main
+
+
+def test_list_deleted_empty_and_json(run, api):
+    api.on("GET", DATABASES, page([]), page([]))
+    result = run("db", "list", "--deleted")
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert "No deleted databases in team acme" in result.stderr
+    assert json.loads(run("db", "list", "--deleted", "--json").stdout) == []
+
+
+def test_undelete_posts_and_does_not_wait(run, api):
+    api.on("POST", MAIN + "undelete/", reply(202, db_json(status="provisioning", attachments=[])))
+    result = run("db", "undelete", "main", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert api.body(api.requests[0]) == {}
+    assert json.loads(result.stdout)["status"] == "provisioning"
+    assert "Undeleting database main" in result.stderr
+
+
+def test_undelete_wait_until_available(run, api, clock):
+    api.on("POST", MAIN + "undelete/", reply(202, db_json(status="provisioning", attachments=[])))
+    api.on("GET", MAIN, reply(200, db_json(status="provisioning")), reply(200, db_json(status="available")))
+    result = run("db", "undelete", "main", "--wait")
+    assert result.exit_code == 0, result.stderr
+    assert "database main is provisioning" in result.stderr
+    assert "Database main is back" in result.stderr
+
+
+def test_undelete_wait_exits_3_when_it_failed(run, api, clock):
+    api.on("POST", MAIN + "undelete/", reply(202, db_json(status="provisioning")))
+    api.on("GET", MAIN, reply(200, db_json(status="failed", status_reason="server unreachable")))
+    result = run("db", "undelete", "main", "--wait")
+    assert result.exit_code == 3
+    assert "database main is failed: server unreachable" in result.stderr
+
+
+def test_undelete_after_the_grace_period_is_exit_1_with_the_reason(run, api):
+    api.on("POST", MAIN + "undelete/", api_error(409, "grace_period_over", "Database main's grace period is over."))
+    result = run("db", "undelete", "main")
+    assert result.exit_code == 1
+    assert "grace period is over" in result.stderr
 
 
 # -- backups -----------------------------------------------------------------------------------

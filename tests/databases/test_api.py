@@ -10,6 +10,7 @@ worker would have made available, it sets the status as the worker would."""
 
 import hashlib
 import os
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -36,16 +37,16 @@ from apps.teams.services import grant_create
 from tests.conftest import TeamWorld, assert_error, make_token, token_client
 
 PG_ADMIN_URL = os.environ.get("PANDASTACK_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-REDIS_ADMIN_URL = os.environ.get("PANDASTACK_TEST_REDIS_ADMIN_URL", "redis://127.0.0.1:6379/0")
 DATABASES = "/api/v1/teams/alpha/databases/"
 BODY = {"name": "reports", "project": "web", "engine": "postgres"}
 DATABASE_KEYS = {
     "name", "project", "engine", "version", "placement", "status", "status_reason", "host", "port", "database",
     "username", "size_bytes", "connections", "usage_at", "attachments", "created_at", "credentials_rotated_at",
+    "deleted_at", "purge_after",
 }  # fmt: skip
 BACKUP_KEYS = {
-    "number", "trigger", "status", "size_bytes", "sha256", "error", "started_at", "finished_at", "restored_at",
-    "created_at",
+    "number", "trigger", "reason", "status", "size_bytes", "sha256", "error", "started_at", "finished_at",
+    "restored_at", "created_at",
 }  # fmt: skip
 DUMP = b"-- PostgreSQL database dump\n" + bytes(range(256)) * 64
 
@@ -59,10 +60,10 @@ def _backup_storage(settings: Any, tmp_path: Any) -> None:
 
 
 @pytest.fixture
-def shared_servers(db: Any) -> dict[str, DatabaseServer]:
+def shared_servers(db: Any, shared_redis: Any) -> dict[str, DatabaseServer]:
     return {
         "postgres": services.server_register(engine="postgres", admin_url=PG_ADMIN_URL, name="pg-api"),
-        "redis": services.server_register(engine="redis", admin_url=REDIS_ADMIN_URL, name="redis-api"),
+        "redis": services.server_register(engine="redis", admin_url=shared_redis.admin_url, name="redis-api"),
     }
 
 
@@ -171,10 +172,19 @@ def test_detail_by_name_and_a_deleted_or_missing_database_is_404(alpha, client_f
     assert_error(client.get(DATABASES + "gone/backups/"), 404, "not_found")
 
 
-def test_a_deleted_databases_name_can_be_used_again(alpha, client_for):
-    make_database(alpha, "reports", status=DatabaseStatus.DELETED)
-    assert client_for(alpha, "owner").post(DATABASES, BODY, format="json").status_code == 202
-    assert Database.objects.filter(team=alpha.team, name="reports").count() == 2
+def test_a_deleted_databases_name_is_reserved_until_it_is_purged(alpha, client_for):
+    deleted = make_database(alpha, "reports", status=DatabaseStatus.DELETED)
+    client = client_for(alpha, "owner")
+    error = assert_error(client.post(DATABASES, BODY, format="json"), 400)
+    assert "undeleted" in error["fields"]["name"][0]
+    deleted.delete()  # what the purge does in the end
+    assert client.post(DATABASES, BODY, format="json").status_code == 202
+
+
+def test_a_deleted_database_counts_against_the_quota_until_purged(alpha, client_for):
+    type(alpha.team.plan).objects.filter(pk=alpha.team.plan_id).update(max_databases=1)
+    make_database(alpha, "old", status=DatabaseStatus.DELETED)
+    assert_error(client_for(alpha).post(DATABASES, BODY, format="json"), 403, "quota_exceeded")
 
 
 def test_an_unknown_project_is_400_and_writes_nothing(alpha, client_for):
@@ -338,7 +348,7 @@ def test_delete_needs_the_name_as_confirmation(alpha, client_for, body):
     assert written() == before
 
 
-def test_delete_answers_202_deleting_detaches_and_then_the_database_is_gone(alpha, client_for):
+def test_delete_answers_202_deleted_detaches_and_lists_it_apart_until_the_purge(alpha, client_for):
     database = make_database(alpha, "main")
     services.database_attach(ctx=owner_ctx(alpha), database=database, app=App.objects.get(name="api"))
     client = client_for(alpha)
@@ -346,11 +356,84 @@ def test_delete_answers_202_deleting_detaches_and_then_the_database_is_gone(alph
     response = client.delete(DATABASES + "main/", {"confirm": "main"}, format="json")
 
     assert response.status_code == 202, response.json()
-    assert (response.json()["status"], response.json()["attachments"]) == ("deleting", [])
-    assert client.get(DATABASES + "main/").json()["status"] == "deleting"
-    assert AuditEvent.objects.filter(action="database.delete").count() == 1
-    Database.objects.filter(pk=database.pk).update(status=DatabaseStatus.DELETED)  # the worker's part
+    data = response.json()
+    assert (data["status"], data["attachments"]) == ("deleted", [])
+    grace = alpha.team.plan.database_delete_grace_hours * 3600
+    assert grace > 0
+    purge_after = datetime.fromisoformat(data["purge_after"])
+    assert abs((purge_after - timezone.now()).total_seconds() - grace) < 60
+    assert data["deleted_at"] is not None
+    audit = AuditEvent.objects.get(action="database.delete")
+    assert audit.data["detached"] == [{"app": "api", "env_name": "DATABASE_URL"}]
+    # Gone from the ordinary list and detail, its backups and actions; listed with ?deleted=1.
     assert_error(client.get(DATABASES + "main/"), 404, "not_found")
+    assert_error(client.get(DATABASES + "main/backups/"), 404, "not_found")
+    assert client.get(DATABASES).json()["results"] == []
+    deleted = client.get(DATABASES + "?deleted=1").json()["results"]
+    assert [(d["name"], d["status"]) for d in deleted] == [("main", "deleted")]
+    assert client.get(DATABASES + "?deleted=0").json()["results"] == []
+    assert_error(client.get(DATABASES + "?deleted=maybe"), 400)
+
+
+def test_undelete_answers_202_provisioning_and_is_audited(alpha, client_for, django_capture_on_commit_callbacks):
+    database = make_database(alpha, "main")
+    client = client_for(alpha)
+    client.delete(DATABASES + "main/", {"confirm": "main"}, format="json")
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(DATABASES + "main/undelete/", format="json")
+
+    assert response.status_code == 202, response.json()
+    assert (response.json()["status"], response.json()["purge_after"]) == ("provisioning", None)
+    assert len(callbacks) == 1  # the provisioning task: it makes the server take the password again
+    assert AuditEvent.objects.filter(action="database.undelete", target_id=str(database.pk)).count() == 1
+    assert client.get(DATABASES + "main/").json()["status"] == "provisioning"
+    assert client.get(DATABASES + "?deleted=1").json()["results"] == []
+    # Not deleted (any more): there is no deleted database of that name to bring back.
+    assert_error(client.post(DATABASES + "main/undelete/", format="json"), 404, "not_found")
+
+
+def test_another_teams_deleted_database_cannot_be_undeleted_or_listed(alpha, team_b, client_for):
+    make_database(alpha, "main", status=DatabaseStatus.DELETED)
+    stranger = client_for(team_b, "owner")
+    before = written()
+    for team in ("alpha", "bravo"):
+        assert_error(stranger.post(f"/api/v1/teams/{team}/databases/main/undelete/", format="json"), 404)
+    assert stranger.get("/api/v1/teams/bravo/databases/?deleted=1").json()["results"] == []
+    assert written() == before
+
+
+def test_undelete_after_the_grace_period_or_during_the_purge_is_409(alpha, client_for):
+    database = make_database(alpha, "main", status=DatabaseStatus.DELETED)
+    Database.objects.filter(pk=database.pk).update(purge_after=timezone.now() - timedelta(seconds=1))
+    client = client_for(alpha)
+    before = written()
+    assert_error(client.post(DATABASES + "main/undelete/", format="json"), 409, "grace_period_over")
+    assert written() == before
+    Database.objects.filter(pk=database.pk).update(status=DatabaseStatus.DELETING, purge_after=None)
+    before = written()
+    assert_error(client.post(DATABASES + "main/undelete/", format="json"), 409, "grace_period_over")
+    assert written() == before
+
+
+@pytest.mark.parametrize(("role", "scopes"), [("developer", None), ("viewer", None), ("owner", ["read", "deploy"])])
+def test_undelete_needs_manage_databases(alpha, client_for, role, scopes):
+    make_database(alpha, "main", status=DatabaseStatus.DELETED)
+    Database.objects.filter(name="main").update(purge_after=timezone.now() + timedelta(hours=1))
+    client = client_for(alpha, role, scopes=scopes) if scopes else client_for(alpha, role)
+    before = written()
+    assert_error(client.post(DATABASES + "main/undelete/", format="json"), 403)
+    assert written() == before
+
+
+def test_a_plan_without_grace_period_purges_at_once(alpha, client_for, django_capture_on_commit_callbacks):
+    type(alpha.team.plan).objects.filter(pk=alpha.team.plan_id).update(database_delete_grace_hours=0)
+    make_database(alpha, "main")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client_for(alpha).delete(DATABASES + "main/", {"confirm": "main"}, format="json")
+    assert response.status_code == 202
+    assert response.json()["status"] == "deleting"
+    assert len(callbacks) == 1
 
 
 def test_deleting_a_database_still_provisioning_is_409(alpha, client_for):

@@ -38,9 +38,7 @@ from apps.databases.dumps import BackupError, DatabaseSpec
 from apps.databases.models import Backup, Database, DatabaseStatus
 from apps.events.models import PlatformEvent
 from apps.secrets import crypto
-from tests.databases.conftest import ctx_of
-
-# --- fixtures ----------------------------------------------------------------------------------------
+from tests.support.database_fixtures import ctx_of
 
 
 @pytest.fixture(autouse=True)
@@ -610,7 +608,13 @@ def test_passwords_never_reach_the_tools_command_lines(engine, tenants, tmp_path
             assert not any(secret in arg for arg in args), args
     if engine == "postgres":
         assert admin_password  # the tests' cluster has one: it went through PGPASSWORD
-        assert any("--role=" + spec.username in args for args in seen)
+        # The load logs in as the tenant itself (no --role on an administrator's session).
+        restore_args = next(args for args in seen if args[0].endswith("pg_restore") and "--list" not in args)
+        assert not any(arg.startswith("--role") for arg in restore_args)
+        assert any(arg.startswith(f"--dbname=postgresql://{spec.username}@") for arg in restore_args)
+    else:
+        load_args = seen[-1]
+        assert f"--user={spec.username}" in load_args, load_args
 
 
 # --- MongoDB: command lines only -----------------------------------------------------------------------

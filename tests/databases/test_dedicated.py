@@ -25,14 +25,7 @@ from apps.deployments import orchestrator
 from apps.runtime.engine import ContainerSpec, DockerEngine
 from apps.secrets import crypto
 from tests.conftest import TeamWorld, make_team
-from tests.runtime.conftest import broken_image, docker_engine, web_image  # noqa: F401
 from tests.support import TEST_RUN_LABEL, remove_test_run
-from tests.support.db_images import build_redis_image
-
-
-@pytest.fixture(scope="session")
-def redis_image(docker_engine: DockerEngine) -> str:  # noqa: F811
-    return build_redis_image()
 
 
 def make_database(world: TeamWorld, name: str = "cache", engine: str = "redis", **fields: Any) -> Database:
@@ -55,7 +48,7 @@ class DedicatedWorld:
 
 
 @pytest.fixture
-def dedicated_world(db: Any, settings: Any, docker_engine: DockerEngine) -> Iterator[DedicatedWorld]:  # noqa: F811
+def dedicated_world(db: Any, settings: Any, docker_engine: DockerEngine) -> Iterator[DedicatedWorld]:
     """A team with a fresh slug (its network and containers collide with nothing) whose containers,
     volumes and network carry this test's run label, through PANDASTACK_EXTRA_LABELS; teardown
     removes exactly those."""
@@ -82,7 +75,7 @@ def run_to_completion(engine: DockerEngine, spec: ContainerSpec, timeout: float 
 # --- Redis, for real -------------------------------------------------------------------------------
 
 
-def test_a_dedicated_redis_runs_on_the_team_network_and_serves_the_tenant_user(dedicated_world, redis_image, web_image):  # noqa: F811
+def test_a_dedicated_redis_runs_on_the_team_network_and_serves_the_tenant_user(dedicated_world, redis_image, web_image):
     engine = dedicated_world.engine
     database = dedicated_world.database()
     team_slug = dedicated_world.world.team.slug
@@ -107,11 +100,13 @@ def test_a_dedicated_redis_runs_on_the_team_network_and_serves_the_tenant_user(d
     assert [(m["Type"], m["Name"], m["Destination"]) for m in attrs["Mounts"]] == [("volume", name, "/data")]
     assert attrs["Config"]["Healthcheck"]["Test"][0] == "CMD-SHELL"
 
-    # The superuser password is kept encrypted on the volume and nowhere in the database.
+    # The superuser password is kept encrypted in the database's row (key rotation re-encrypts it),
+    # not in the volume's immutable labels.
     password = dedicated.admin_password(database)
     volume = engine.inspect_volume(name)
-    assert crypto.decrypt(volume.labels[dedicated.ADMIN_PASSWORD_LABEL]) == password
-    assert password not in str(volume.labels)
+    database.refresh_from_db()
+    assert crypto.decrypt(database.admin_password_encrypted) == password
+    assert dedicated.ADMIN_PASSWORD_LABEL not in volume.labels and password not in str(volume.labels)
     assert server.admin_url == f"redis://default:{password}@{server.host}:6379/0"
     assert dedicated.admin_url(database) == server.admin_url
     assert password not in repr(server)
@@ -194,7 +189,7 @@ def test_a_container_that_is_not_healthy_in_time_is_a_clear_error(dedicated_worl
     assert dedicated_world.engine.inspect(server.container_name).health.status == "healthy"
 
 
-def test_a_container_that_stops_while_starting_fails_at_once_with_its_last_lines(dedicated_world, broken_image):  # noqa: F811
+def test_a_container_that_stops_while_starting_fails_at_once_with_its_last_lines(dedicated_world, broken_image):
     """The broken image exits 1 after printing two lines (the wait is the module's own, given a
     container spec of the broken image, since a database's command would not exist in it)."""
     engine = dedicated_world.engine

@@ -13,13 +13,14 @@ import psycopg
 import pymysql
 import pytest
 import redis
+from django.utils import timezone
 
 from apps.databases import services, tasks
 from apps.databases.models import Database, DatabaseAttachment
 from apps.deployments.models import App
 from apps.secrets.selectors import environment_from_versions, version_ids_for_app
 from tests.conftest import make_team
-from tests.databases.conftest import ctx_of
+from tests.support.database_fixtures import ctx_of
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -171,12 +172,16 @@ def test_detach_and_delete_leave_nothing(team_a, made):
     services.database_delete(ctx=ctx_of(team_a), database=database, confirm=database.name)
     assert not DatabaseAttachment.objects.exists()
     assert "DATABASE_URL" not in environment_from_versions(version_ids_for_app(app))
-    tasks.database_deprovision(database.pk)
     database.refresh_from_db()
-    assert database.status == "deleted" and database.deleted_at is not None
+    assert database.status == "deleted" and database.deleted_at is not None and database.purge_after is not None
+    tasks.database_lock(database.pk)  # recoverable until its grace period ends, but refused at once
     with pytest.raises(psycopg.OperationalError):
         pg_connect(c)
     admin = services.admin_url_of(database)
+    Database.objects.filter(pk=database.pk).update(purge_after=timezone.now())  # the grace period ends
+    assert tasks.purge_deleted_databases() == 1
+    assert not Database.objects.filter(pk=database.pk).exists()
+    made.remove(database)  # purged: nothing left to drop
     with psycopg.connect(admin, autocommit=True) as conn:
         assert not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [c["username"]]).fetchone()
         assert not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [c["database"]]).fetchone()

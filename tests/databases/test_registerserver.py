@@ -12,7 +12,6 @@ from apps.databases.models import DatabaseServer
 from apps.secrets import crypto
 
 PG_ADMIN_URL = os.environ.get("PANDASTACK_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-REDIS_ADMIN_URL = os.environ.get("PANDASTACK_TEST_REDIS_ADMIN_URL", "redis://127.0.0.1:6379/0")
 
 
 def register(*args: str) -> str:
@@ -31,10 +30,10 @@ def test_registers_a_postgres_server_and_prints_its_name_and_version(db):
     assert crypto.decrypt(server.admin_url_encrypted) == PG_ADMIN_URL
 
 
-def test_where_apps_connect_can_differ_from_the_admin_url(db):
-    register("redis", REDIS_ADMIN_URL, "--host-for-apps", "redis.internal", "--port-for-apps", "6380")
+def test_where_apps_connect_can_differ_from_the_admin_url(db, shared_redis):
+    register("redis", shared_redis.admin_url, "--host-for-apps", "redis.internal", "--port-for-apps", "6380")
     server = DatabaseServer.objects.get()
-    assert server.name == "redis-127-0-0-1-6379"  # made from engine, host and port
+    assert server.name == f"redis-127-0-0-1-{shared_redis.port}"  # made from engine, host and port
     assert (server.host_for_apps, server.port_for_apps) == ("redis.internal", 6380)
 
 
@@ -57,13 +56,21 @@ def test_a_refusal_is_a_clear_command_error_without_the_password(db, args, messa
     assert not DatabaseServer.objects.exists()
 
 
-def test_a_name_already_registered_is_refused(db):
+def test_a_name_already_registered_is_refused(db, shared_redis):
     register("postgres", PG_ADMIN_URL, "--name", "pg-main")
     with pytest.raises(CommandError, match="name: Already taken"):
-        register("redis", REDIS_ADMIN_URL, "--name", "pg-main")
+        register("redis", shared_redis.admin_url, "--name", "pg-main")
     assert DatabaseServer.objects.count() == 1
 
 
 def test_an_unknown_engine_is_a_usage_error(db):
     with pytest.raises(CommandError, match="invalid choice"):
         register("oracle", "oracle://x")
+
+
+def test_the_platforms_own_redis_is_refused_in_one_line(db, settings):
+    """The machine's Redis is the platform's broker and cache here (REDIS_URL): never a tenants' server."""
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/2"
+    with pytest.raises(CommandError, match="platform's own Redis"):
+        register("redis", "redis://localhost:6379/0")
+    assert not DatabaseServer.objects.exists()

@@ -25,8 +25,12 @@ class DatabaseOutput(serializers.ModelSerializer):
         fields = (
             "name", "project", "engine", "version", "placement", "status", "status_reason", "host", "port",
             "database", "username", "size_bytes", "connections", "usage_at", "attachments", "created_at",
-            "credentials_rotated_at",
+            "credentials_rotated_at", "deleted_at", "purge_after",
         )  # fmt: skip
+        extra_kwargs = {
+            "deleted_at": {"help_text": "When it was deleted (null unless it is)."},
+            "purge_after": {"help_text": "A deleted database can be undeleted until then; then it and its backups go."},
+        }
 
 
 class AttachmentOutput(serializers.ModelSerializer):
@@ -41,7 +45,7 @@ class BackupOutput(serializers.ModelSerializer):
     class Meta:
         model = Backup
         fields = (
-            "number", "trigger", "status", "size_bytes", "sha256", "error", "started_at", "finished_at",
+            "number", "trigger", "reason", "status", "size_bytes", "sha256", "error", "started_at", "finished_at",
             "restored_at", "created_at",
         )  # fmt: skip
 
@@ -57,7 +61,7 @@ class CredentialsOutput(serializers.Serializer):
 
 # --- input ------------------------------------------------------------------------------------------
 class DatabaseCreateInput(serializers.Serializer):
-    name = slug_field(help_text="Unique in the team among databases not deleted.")
+    name = slug_field(help_text="Unique in the team, deleted databases included until they are purged.")
     project = StrictCharField(max_length=SLUG_MAX_LENGTH, help_text="The project's slug.")
     engine = serializers.ChoiceField(choices=DatabaseEngine.choices)
     placement = serializers.ChoiceField(

@@ -12,6 +12,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.api.streams import ChunkedFileResponse
 from apps.core.api.views import TeamScopedViewSet
 from apps.core.capabilities import Capability
 from apps.core.errors import NotFound, ValidationFailed
@@ -21,18 +22,19 @@ from apps.databases.models import Backup, Database, DatabaseAttachment, Database
 from apps.deployments.models import App
 from apps.teams.models import Project
 
-# What the list's ?status= takes: a deleted database is gone from the API (its name is free again).
-LISTED_STATUSES = [value for value in DatabaseStatus.values if value != DatabaseStatus.DELETED]
+# What the list's ?status= takes: deleted databases are listed apart (?deleted=1), and a database
+# being purged (`deleting`) is listed with them, no longer undeletable.
+GONE = (DatabaseStatus.DELETED, DatabaseStatus.DELETING)
+LISTED_STATUSES = [value for value in DatabaseStatus.values if value not in GONE]
+YES_NO = ["1", "0", "true", "false"]
 
 
-def database_queryset() -> models.QuerySet:
-    """The team's databases the API shows (not deleted), with what their JSON needs."""
+def database_queryset(*, deleted: bool = False) -> models.QuerySet:
+    """The team's databases the API shows (not deleted; or only the deleted ones, not purged
+    yet), with what their JSON needs."""
     attachments = DatabaseAttachment.objects.select_related("app").order_by("id")
-    return (
-        Database.objects.exclude(status=DatabaseStatus.DELETED)
-        .select_related("project")
-        .prefetch_related(Prefetch("attachments", queryset=attachments))
-    )
+    databases = Database.objects.filter(status__in=GONE) if deleted else Database.objects.exclude(status__in=GONE)
+    return databases.select_related("project").prefetch_related(Prefetch("attachments", queryset=attachments))
 
 
 class DatabaseChildMixin:
@@ -65,13 +67,17 @@ class DatabaseViewSet(TeamScopedViewSet):
         "create": Capability.MANAGE_DATABASES,
         "destroy": Capability.MANAGE_DATABASES,
         "rotate": Capability.MANAGE_DATABASES,
+        "undelete": Capability.MANAGE_DATABASES,
         # Revealing needs reveal_secrets or manage_databases on the database (whoever manages it can
         # download a backup: the data is theirs already); the one service that reveals checks both.
         "reveal": Capability.VIEW,
     }
 
     def base_queryset(self) -> models.QuerySet:
-        queryset = database_queryset()
+        if self.action == "undelete":
+            return database_queryset(deleted=True)
+        deleted = self.action == "list" and _choice_filter(self.request, "deleted", YES_NO) in ("1", "true")
+        queryset = database_queryset(deleted=deleted)
         if self.action == "list":
             if engine := _choice_filter(self.request, "engine", DatabaseEngine.values):
                 queryset = queryset.filter(engine=engine)
@@ -80,12 +86,21 @@ class DatabaseViewSet(TeamScopedViewSet):
         return queryset
 
     def _reread(self, database: Database, status_code: int = status.HTTP_200_OK) -> Response:
-        return self.output(database_queryset().get(pk=database.pk), status_code=status_code)
+        return self.output(
+            database_queryset(deleted=database.status in GONE).get(pk=database.pk), status_code=status_code
+        )
 
     @extend_schema(
         parameters=[
             OpenApiParameter("engine", OpenApiTypes.STR, enum=DatabaseEngine.values, description="Only this engine."),
             OpenApiParameter("status", OpenApiTypes.STR, enum=LISTED_STATUSES, description="Only in this status."),
+            OpenApiParameter(
+                "deleted",
+                OpenApiTypes.STR,
+                enum=YES_NO,
+                description="1: only deleted databases not purged yet (`purge_after` says until when `undelete` "
+                "brings one back; `deleting` ones are being purged).",
+            ),
         ]
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -102,9 +117,12 @@ class DatabaseViewSet(TeamScopedViewSet):
 
     @extend_schema(request=s.DatabaseConfirmInput, responses={202: s.DatabaseOutput})
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Delete the database and its data (its backups go with it); the apps it is attached to
-        lose the variable at their next deploy. Answers 202: the status is `deleting` until a
-        worker has dropped it, then the database is gone (404)."""
+        """Delete the database, recoverably: it leaves the list (see `?deleted=1`), its credentials
+        are refused from then on, and the apps it is attached to are detached (they lose the
+        variable at their next deploy). `undelete` brings it back, data, backups and credentials
+        included, until `purge_after` (the plan's grace period); then a worker drops it and its
+        backups for good. Answers 202 with the database, status `deleted` (or `deleting` when the
+        plan has no grace period)."""
         data = self.validated(s.DatabaseConfirmInput, request)
         database = services.database_delete(ctx=self.ctx, database=self.object, confirm=data["confirm"])
         return self._reread(database, status.HTTP_202_ACCEPTED)
@@ -115,6 +133,14 @@ class DatabaseViewSet(TeamScopedViewSet):
         """Give the database user a new password (a worker applies it; attached apps are
         redeployed with the new URL). `credentials_rotated_at` changes when it is done."""
         return self._reread(services.database_rotate(ctx=self.ctx, database=self.object), status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: s.DatabaseOutput})
+    @action(detail=True, methods=["post"])
+    def undelete(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Bring back a deleted database before `purge_after`: the same name, data, backups and
+        credentials. Answers 202: the status is `provisioning` until a worker has made the server
+        accept the credentials again, then `available`. Apps are not re-attached."""
+        return self._reread(services.database_undelete(ctx=self.ctx, database=self.object), status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=s.CredentialsOutput)
     @action(detail=True, methods=["post"])
@@ -229,7 +255,10 @@ class BackupViewSet(DatabaseChildMixin, TeamScopedViewSet):
         in X-Checksum-SHA256 to check it against. Every download is audited."""
         backup = self.object
         file, filename = backups.backup_open(ctx=self.ctx, backup=backup)
-        response = FileResponse(file, as_attachment=True, filename=filename, content_type="application/octet-stream")
+        # Chunked: under ASGI a plain FileResponse would be read whole into memory before sending.
+        response = ChunkedFileResponse(
+            file, as_attachment=True, filename=filename, content_type="application/octet-stream"
+        )
         if not response.has_header("Content-Length") and backup.size_bytes is not None:
             response["Content-Length"] = str(backup.size_bytes)
         response["X-Checksum-SHA256"] = backup.sha256

@@ -1,4 +1,7 @@
-"""MySQL / MariaDB: a database and a user with every privilege on it and nothing else."""
+"""MySQL / MariaDB: a database and a user with every privilege on it and nothing else.
+
+The grant names exactly one database: `_` and `%` in a database-level grant are wildcards, so the
+name is escaped there (`grant_pattern`); CREATE / DROP DATABASE take the plain name."""
 
 from __future__ import annotations
 
@@ -58,7 +61,11 @@ class MySQLProvisioner:
                 f"ALTER USER {user} IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS %s",
                 [spec.password, spec.connection_limit],
             )
-            cursor.execute(f"GRANT ALL PRIVILEGES ON `{spec.db_name}`.* TO {user}", [])
+            # A grant made before names were escaped matched every database its `_` could stand
+            # for: take it back (an error means there is none), then grant on the one database.
+            with contextlib.suppress(pymysql.MySQLError):
+                cursor.execute(f"REVOKE ALL PRIVILEGES ON `{spec.db_name}`.* FROM {user}", [])
+            cursor.execute(f"GRANT ALL PRIVILEGES ON `{grant_pattern(spec.db_name)}`.* TO {user}", [])
 
     def set_password(self, spec: DatabaseSpec) -> None:
         with self._admin() as cursor:
@@ -95,6 +102,16 @@ class MySQLProvisioner:
         for (session_id,) in cursor.fetchall():
             with contextlib.suppress(pymysql.MySQLError):  # it ended by itself meanwhile
                 cursor.execute("KILL %s", [int(session_id)])
+
+
+def grant_pattern(db_name: str) -> str:
+    """The database name as a database-level grant reads it: there `_` and `%` are wildcards (`_`
+    any one character, `%` any run), so `ps1_a_b` would also grant `ps1xaxb`. Escaped with a
+    backslash they match only themselves. (Inside backquotes the backslash is kept as written, and
+    the server's pattern matcher reads it as the escape.) Doubled for pymysql's %-formatting, as
+    every statement here has a parameter list."""
+    escaped = db_name.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+    return escaped.replace("%", "%%")
 
 
 def _user(username: str) -> str:

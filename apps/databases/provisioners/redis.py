@@ -1,16 +1,32 @@
 """Redis: an ACL user limited to its own key prefix ("<db_name>:") and to safe commands.
 
 Commands that would show other tenants' key or channel names whatever the key patterns say (SCAN,
-KEYS, RANDOMKEY, DBSIZE, PUBSUB CHANNELS) and every command Redis classes as dangerous or as
-administration are denied; so is SELECT (the prefix is the tenant's space, in database 0).
+KEYS, RANDOMKEY, DBSIZE, PUBSUB CHANNELS, CLIENT TRACKING, whose broadcast mode reports every key
+changed on the server) and every command Redis classes as dangerous or as administration are
+denied; so is SELECT (the prefix is the tenant's space, in database 0).
+
+What a tenant may not do to its neighbours on a shared server, and what it still can:
+- Scripts are refused (EVAL, EVALSHA, SCRIPT, FUNCTION, FCALL): Redis runs one script at a time and
+  nothing else meanwhile, so a tenant's busy loop would stall every tenant (and `SCRIPT KILL` is a
+  neighbour's only way out). Tenants that need scripts get a dedicated Redis.
+- Memory cannot be capped per user: Redis has one `maxmemory` for the whole server. A shared server
+  must have one (registration refuses a server without it), so a tenant filling it cannot take the
+  host's memory; but within it one tenant can still crowd out the others (with an eviction policy
+  their keys are evicted; with `noeviction` their writes fail). The platform measures each tenant's
+  size (`usage`); hard isolation of memory is what the dedicated placement is for.
+- CPU: one slow command (a big SUNIONSTORE, SORT) delays everyone, as on any shared Redis.
+
+`isolation_problems` is what registration checks before a server may hold tenants side by side.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import redis
 
@@ -18,10 +34,10 @@ from apps.databases.provisioners.base import DatabaseSpec, ProvisionerError, Usa
 
 ALLOWED_CATEGORIES = (
     "+@read", "+@write", "+@keyspace", "+@string", "+@list", "+@hash", "+@set", "+@sortedset", "+@bitmap",
-    "+@hyperloglog", "+@geo", "+@stream", "+@pubsub", "+@transaction", "+@connection", "+@scripting",
+    "+@hyperloglog", "+@geo", "+@stream", "+@pubsub", "+@transaction", "+@connection",
 )  # fmt: skip
-DENIED = ("-@dangerous", "-@admin", "-scan", "-keys", "-randomkey", "-dbsize", "-pubsub", "-select", "-swapdb",
-          "-move", "-migrate", "-script|flush", "-function")  # fmt: skip
+DENIED = ("-@dangerous", "-@admin", "-@scripting", "-scan", "-keys", "-randomkey", "-dbsize", "-pubsub", "-select",
+          "-swapdb", "-move", "-migrate", "-client|tracking")  # fmt: skip
 SIZE_SAMPLE_KEYS = 10_000  # beyond this many keys, the size is estimated from a sample
 
 
@@ -47,6 +63,34 @@ class RedisProvisioner:
     def server_version(self) -> str:
         with self._admin() as client:
             return str(client.info("server")["redis_version"])
+
+    def server_id(self) -> str:
+        """The server process's run id: the same for every address and database number it answers on."""
+        with self._admin() as client:
+            return str(client.info("server")["run_id"])
+
+    def isolation_problems(self) -> list[str]:
+        """Why this server cannot hold tenants side by side (empty: it can): it must have ACLs,
+        no enabled user without a password (`nopass`: whoever reaches the port is that user, the
+        `default` user included), and a `maxmemory`."""
+        problems: list[str] = []
+        with self._admin() as client:
+            try:
+                users = client.execute_command("ACL", "LIST")
+            except redis.ResponseError:
+                return ["it has no ACL users (Redis 6 or newer is needed)"]
+            for line in users:
+                words = (line.decode() if isinstance(line, bytes) else str(line)).split()
+                if len(words) >= 2 and "on" in words[2:] and "nopass" in words[2:]:
+                    problems.append(
+                        f"its user '{words[1]}' is enabled without a password, so anyone who reaches the port "
+                        f"is that user (disable it: `ACL SETUSER {words[1]} off`, or give it a password)"
+                    )
+            if not int(client.info("memory").get("maxmemory", 0) or 0):
+                problems.append(
+                    "it has no maxmemory, so one tenant could fill the host's memory (set `maxmemory`)"
+                )
+        return problems
 
     def rules(self, spec: DatabaseSpec) -> list[str]:
         prefix = f"{spec.db_name}:"
@@ -103,3 +147,68 @@ def _save_acl(client: redis.Redis) -> None:
     reconciler-style `ensure` on every provision task brings them back)."""
     with contextlib.suppress(redis.ResponseError):  # no aclfile configured
         client.execute_command("ACL", "SAVE")
+
+
+# --- may this server hold tenants? -------------------------------------------------------------------
+def platform_redis_urls() -> list[str]:
+    """The platform's own Redis instances (broker, results, cache): never a tenants' server."""
+    from django.conf import settings
+
+    urls = [getattr(settings, name, "") for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_URL")]
+    for cache in getattr(settings, "CACHES", {}).values():
+        location = cache.get("LOCATION", "")
+        urls.extend(location if isinstance(location, list | tuple) else [location])
+    return [url for url in urls if isinstance(url, str) and url.startswith(("redis://", "rediss://"))]
+
+
+def _addresses(host: str) -> set[str]:
+    """Every address `host` stands for; all loopback addresses count as one (the same machine)."""
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        found = {host}
+    normalised = set()
+    for address in found:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            normalised.add(address)
+            continue
+        normalised.add("loopback" if ip.is_loopback or ip.is_unspecified else str(ip))
+    return normalised
+
+
+def _endpoint(url: str) -> tuple[set[str], int] | None:
+    try:
+        parts = urlsplit(url)
+        return _addresses(parts.hostname or "localhost"), parts.port or 6379
+    except ValueError:
+        return None
+
+
+def shared_redis_problems(admin_url: str, *, platform_urls: list[str] | None = None) -> list[str]:
+    """Why the Redis at `admin_url` may not become a shared server (empty: it may).
+
+    It must not be the platform's own broker or cache, whatever database number: Redis databases
+    share one process's memory, CPU, clients and ACL users, so a tenant there could starve the
+    platform's queues. Compared by address and port, then by the server's run id (the same process
+    seen through another name or a forwarded port). Then `isolation_problems`."""
+    platform_urls = platform_redis_urls() if platform_urls is None else platform_urls
+    own = "it is the platform's own Redis (its Celery broker or cache); give tenants a Redis of their own"
+    target = _endpoint(admin_url)
+    for url in platform_urls:
+        theirs = _endpoint(url)
+        if target and theirs and target[1] == theirs[1] and target[0] & theirs[0]:
+            return [own]
+    provisioner = RedisProvisioner(admin_url)
+    run_id = provisioner.server_id()
+    for url in platform_urls:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            if str(client.info("server")["run_id"]) == run_id:
+                return [own]
+        except redis.RedisError:
+            continue  # unreachable from here: the address comparison above is what we have
+        finally:
+            client.close()
+    return provisioner.isolation_problems()

@@ -17,7 +17,9 @@ def _explain(message: str, fields: dict[str, list[str]]) -> str:
 class Command(BaseCommand):
     help = (
         "Register a database server for the shared placement: PandaStack connects to it as its "
-        "administrator (to check the URL) and creates each team's database and user there."
+        "administrator (to check the URL) and creates each team's database and user there. A Redis "
+        "is refused unless tenants can share it safely: no enabled user without a password (turn the "
+        "`default` user off or give it one), a maxmemory, and not the platform's own broker or cache."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
