@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from apps.core.models import TeamOwnedModel
+from apps.secrets.crypto import EncryptedTextField
 
 NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*\Z"  # \Z, not $: "$" also matches before a trailing newline
 name_validator = RegexValidator(
@@ -64,7 +65,7 @@ class VariableVersion(models.Model):
     number = models.PositiveIntegerField()
     secret = models.BooleanField(default=False)
     deleted = models.BooleanField(default=False)
-    value_encrypted = models.TextField(blank=True, editable=False)
+    value_encrypted = EncryptedTextField(blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

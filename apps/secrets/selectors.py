@@ -4,6 +4,7 @@ caller that needs them (a container's environment, a reveal, a plain value in a 
 from django.db.models import Q, QuerySet
 
 from apps.secrets import crypto
+from apps.secrets.masking import NO_SECRETS, SecretMasker
 from apps.secrets.models import Level, Variable, VariableVersion
 
 
@@ -44,3 +45,30 @@ def plain_value(variable: Variable) -> str | None:
     if variable.secret or variable.current is None or variable.current.deleted:
         return None
     return crypto.decrypt(variable.current.value_encrypted)
+
+
+def secret_values_for_app(app: object) -> list[str]:
+    """Every secret value the app's containers (and its cron runs) may hold: each secret version,
+    old ones included, of the variables at the levels the app sees. For masking logs only."""
+    versions = VariableVersion.objects.filter(secret=True, deleted=False).filter(
+        Q(variable__level=Level.TEAM, variable__team=app.team_id)
+        | Q(variable__level=Level.PROJECT, variable__project=app.project_id)
+        | Q(variable__level=Level.APP, variable__app=app.pk)
+    )
+    values = []
+    for token in versions.exclude(value_encrypted="").values_list("value_encrypted", flat=True).iterator():
+        try:
+            values.append(crypto.decrypt(token))
+        except crypto.DecryptionFailed:
+            continue  # no container can have received it either
+    return values
+
+
+def log_masker_for_app(app: object) -> SecretMasker:
+    """A masker for whatever the app's containers print (see apps.secrets.masking)."""
+    return SecretMasker(secret_values_for_app(app))
+
+
+def log_masker_for_cron_job(job: object) -> SecretMasker:
+    """A cron run gets its app's environment (a job with an image of its own gets no variables)."""
+    return log_masker_for_app(job.app) if job.app_id else NO_SECRETS

@@ -147,7 +147,8 @@ def test_a_value_no_key_can_decrypt_stops_rotation_with_a_clear_error(settings, 
         rotate()
     message = str(raised.value)
     first = VariableVersion.objects.exclude(value_encrypted="").order_by("pk").first()
-    assert f"Version {first.pk} cannot be decrypted with any configured key" in message
+    field = "secrets.VariableVersion.value_encrypted"
+    assert f"{field} of row {first.pk} cannot be decrypted with any configured key" in message
     assert "PANDASTACK_SECRET_KEYS" in message
     for secret in [*EXPECTED_ENV.values(), OLD_APP_SECRET, K1, K2, first.value_encrypted]:
         assert secret not in message

@@ -4,7 +4,7 @@ from typing import Any
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from apps.deployments import orchestrator
+from apps.deployments import orchestrator, selectors
 from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
 from apps.teams.api.serializers import StrictCharField, slug_field
 from apps.teams.models import SLUG_MAX_LENGTH
@@ -46,7 +46,18 @@ class AppOutput(serializers.ModelSerializer):
         return DeploymentBriefOutput(live).data if live else None
 
 
+def _reader_may_read_logs(serializer: serializers.Serializer, app: App) -> bool:
+    """Asked once per app and serializer tree (a list serializer's children share the context)."""
+    answers = serializer.context.setdefault("_may_read_logs", {})
+    if app.pk not in answers:
+        answers[app.pk] = selectors.may_read_logs(serializer.context.get("ctx"), app)
+    return answers[app.pk]
+
+
 class DeploymentOutput(serializers.ModelSerializer):
+    """A failure's reason carries the container's last log lines only for callers who may read
+    logs (viewers and tokens without the logs scope get the explanation alone)."""
+
     id = serializers.IntegerField(source="number")
     app = serializers.CharField(source="app.name")
     created_by = serializers.CharField(source="created_by_label")
@@ -59,11 +70,27 @@ class DeploymentOutput(serializers.ModelSerializer):
             "rollback_of", "created_at", "started_at", "finished_at",
         )  # fmt: skip
 
+    def to_representation(self, instance: Deployment) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if data.get("reason") and not _reader_may_read_logs(self, instance.app):
+            data["reason"] = selectors.without_log_tail(data["reason"])
+        return data
+
 
 class DeploymentEventOutput(serializers.ModelSerializer):
+    """Like a deployment's reason, a failure event shows log lines only to those who may read logs.
+    The view passes the app in the context (else each event's deployment is read)."""
+
     class Meta:
         model = DeploymentEvent
         fields = ("id", "at", "level", "message")
+
+    def to_representation(self, instance: DeploymentEvent) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        app = self.context.get("app") or instance.deployment.app
+        if not _reader_may_read_logs(self, app):
+            data["message"] = selectors.without_log_tail(data["message"])
+        return data
 
 
 class AppCreateInput(serializers.Serializer):
