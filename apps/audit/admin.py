@@ -11,6 +11,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_display = (
         "created_at",
         "team_slug",
+        "team_ref",
         "actor_label",
         "token_prefix",
         "via",

@@ -7,8 +7,14 @@ class AuditEvent(models.Model):
 
     # The trail outlives what it describes: deleting a team, user or token keeps their rows, with
     # the names kept in clear beside the (then null) foreign keys.
+    # SET_NULL, never CASCADE or PROTECT: a cascade would erase a departed tenant's trail (what an
+    # incident review needs most), and PROTECT would make every team undeletable. The slug says
+    # which team it was; the id tells apart two teams that used the same slug one after the other.
     team = models.ForeignKey("teams.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     team_slug = models.CharField(max_length=40, blank=True)
+    team_ref = models.PositiveBigIntegerField(
+        null=True, blank=True, db_index=True, help_text="The team's id, kept after the team is deleted."
+    )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -20,6 +20,7 @@ def audit_record(
     return AuditEvent.objects.create(
         team=team,
         team_slug=team.slug if team is not None else "",
+        team_ref=team.pk if team is not None else None,
         actor=actor.user,
         actor_label=actor.label,
         token=token,

@@ -1,12 +1,14 @@
 """Writes for teams, members, projects, groups, grants and service accounts. Each service takes the
 acting `Actor`, validates, writes inside a transaction and records an audit event."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
+from django.db.models import Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -70,17 +72,140 @@ def team_update(*, actor: Actor, team: Team, name: str) -> Team:
     return team
 
 
+# --- tearing down what a project or team holds -----------------------------------------------------
+@dataclass(frozen=True)
+class Teardown:
+    """What deleting a project or a team did. `finished` is False while a worker still purges
+    databases; the project or team row goes (answering 404 from then on) once they are gone."""
+
+    apps: list[str]
+    cron_jobs: list[str]
+    databases: list[str]
+    finished: bool
+
+    def as_data(self) -> dict[str, Any]:
+        return {"apps": self.apps, "cron_jobs": self.cron_jobs, "databases": self.databases,
+                "finished": self.finished}  # fmt: skip
+
+
+def _teardown_contents(*, ctx: TeamContext, projects: models.QuerySet) -> Teardown:
+    """Delete everything inside `projects` through each kind's own service, so each keeps its own
+    checks, audit event and clean-up: cron jobs (running containers stopped), databases (detached
+    from their apps, credentials refused, then purged by a worker), apps (route removed, containers
+    stopped by a worker). Databases skip their undelete grace period: the project or team holding
+    them goes, so nothing could be undeleted into it. A database still being provisioned, backed up
+    or restored makes the whole deletion a 409 (nothing is deleted): try again in a moment."""
+    from apps.cron.models import CronJob
+    from apps.cron.services import cron_job_delete
+    from apps.databases.models import Database, DatabaseStatus
+    from apps.databases.services import database_delete
+    from apps.deployments.models import App
+    from apps.deployments.services import app_delete
+
+    jobs = list(CronJob.objects.filter(project__in=projects).select_related("project").order_by("id"))
+    databases = list(Database.objects.filter(project__in=projects).select_related("project").order_by("id"))
+    apps = list(App.objects.filter(project__in=projects).select_related("project").order_by("id"))
+    # Deleting everything inside is each of those capabilities on each object (a grant on the project
+    # covers what is in it): deleting a project is not a way around "who may drop a database".
+    for job in jobs:
+        ctx.require(Capability.MANAGE_CRON, job)
+    for database in databases:
+        ctx.require(Capability.MANAGE_DATABASES, database)
+    for app in apps:
+        ctx.require(Capability.DELETE, app)
+    for job in jobs:
+        cron_job_delete(ctx=ctx, job=job, confirm=job.name)
+    gone = (DatabaseStatus.DELETED, DatabaseStatus.DELETING)
+    for database in databases:
+        if database.status not in gone:
+            database_delete(ctx=ctx, database=database, confirm=database.name)  # before its apps: detach
+    now = timezone.now()
+    # Purge at once (the grace period would keep the rows, and so the project, alive).
+    Database.objects.filter(project__in=projects, status=DatabaseStatus.DELETED).update(
+        status=DatabaseStatus.DELETING, purge_after=now, updated_at=now
+    )
+    for app in apps:
+        app_delete(ctx=ctx, app=app, confirm=app.name)
+    return Teardown(
+        apps=[a.name for a in apps],
+        cron_jobs=[j.name for j in jobs],
+        databases=[d.name for d in databases],
+        finished=not Database.objects.filter(project__in=projects).exists(),
+    )
+
+
+def _enqueue_finish(*, team_id: int, project_id: int | None = None) -> None:
+    from apps.teams.tasks import deletion_finish
+
+    transaction.on_commit(lambda: deletion_finish.delay(team_id, project_id))
+
+
 @transaction.atomic
-def team_delete(*, actor: Actor, team: Team, confirm: str) -> None:
-    """Delete the team and everything in it. `confirm` must repeat the team's slug."""
+def team_delete(*, ctx: TeamContext, confirm: str) -> Teardown:
+    """Delete the team and everything in it (`confirm` repeats the team's slug): cron jobs, apps
+    and databases through their own services, then members, groups, service accounts and tokens.
+    When databases must still be purged by a worker, the team is left without members (nobody can
+    reach it: 404), suspended with the reason, and its row is deleted once they are gone. The
+    audit trail stays (apps.audit keeps rows of deleted teams with their slug and id)."""
+    ctx.require(Capability.MANAGE_TEAM)
+    team = Team.objects.select_for_update().get(pk=ctx.team.pk)
     require_confirmation(confirm, expected=team.slug, what="the team's slug")
-    # The team's audit rows outlive it (their team becomes null, team_slug stays).
-    audit_record(actor=actor, action="team.delete", target=team, team=team, data={"slug": team.slug})
+    teardown = _teardown_contents(ctx=ctx, projects=Project.objects.filter(team=team))
+    audit_record(actor=ctx.actor, action="team.delete", target=team, team=team,
+                 data={"slug": team.slug, **teardown.as_data()})  # fmt: skip
+    _team_release_people(team)
+    if teardown.finished:
+        team.delete()
+        return teardown
+    team.suspended_at = timezone.now()
+    team.suspended_reason = f"Deleted by {ctx.actor.label}; its databases are being purged."[:200]
+    team.save(update_fields=["suspended_at", "suspended_reason", "updated_at"])
+    _enqueue_finish(team_id=team.pk)
+    return teardown
+
+
+def _team_release_people(team: Team) -> None:
+    """Members, groups, service accounts and tokens of a team being deleted go at once."""
+    from apps.tokens.models import ApiToken
+
+    ApiToken.objects.filter(team=team, revoked_at=None).update(revoked_at=timezone.now())
     groups = list(TeamGroup.objects.filter(team=team).values_list("group_id", flat=True))
     service_users = list(ServiceAccount.objects.filter(team=team).values_list("user_id", flat=True))
-    team.delete()
+    TeamGroup.objects.filter(team=team).delete()
     Group.objects.filter(pk__in=groups).delete()
+    Membership.objects.filter(team=team).delete()
     User.objects.filter(pk__in=service_users).delete()
+
+
+def deletion_finish(*, team_id: int, project_id: int | None = None) -> bool:
+    """The worker's part of deleting a team (or one project): purge the databases left, then delete
+    the row. Idempotent; returns whether the row is gone (False: run again later). A project that
+    got new contents meanwhile is kept (the newest intent wins)."""
+    from apps.cron.models import CronJob
+    from apps.databases.models import Database, DatabaseStatus
+    from apps.databases.services import database_purge
+    from apps.deployments.models import App
+
+    scope = {"project_id": project_id} if project_id is not None else {"team_id": team_id}
+    for database_id in Database.objects.filter(status=DatabaseStatus.DELETING, **scope).values_list("pk", flat=True):
+        database_purge(database_id=database_id)  # raises when the server is unreachable: retried
+    with transaction.atomic():
+        if project_id is not None:
+            project = Project.objects.select_for_update().filter(pk=project_id, team_id=team_id).first()
+            if project is None:
+                return True
+            if any(m.objects.filter(project=project).exists() for m in (Database, App, CronJob)):
+                return not Database.objects.filter(project=project, status=DatabaseStatus.DELETING).exists()
+            project.delete()
+            return True
+        team = Team.objects.select_for_update().filter(pk=team_id).first()
+        if team is None:
+            return True
+        if Database.objects.filter(team=team).exists():
+            return False
+        _team_release_people(team)
+        team.delete()
+        return True
 
 
 @transaction.atomic
@@ -164,11 +289,29 @@ def membership_change_role(*, ctx: TeamContext, membership: Membership, role: st
     return membership
 
 
-@transaction.atomic
-def membership_remove(*, ctx: TeamContext, membership: Membership) -> None:
-    """Remove a member: their grants, group memberships and tokens in this team go with them."""
-    from apps.tokens.models import ApiToken
+@dataclass(frozen=True)
+class MemberRemoval:
+    """What removing a member did to the tokens they hold or minted (for the response and audit)."""
 
+    user_id: int
+    tokens_revoked: list[dict[str, Any]]
+    service_account_tokens_kept: list[dict[str, Any]]
+
+
+@transaction.atomic
+def membership_remove(
+    *, ctx: TeamContext, membership: Membership, revoke_service_account_tokens: bool = False
+) -> MemberRemoval:
+    """Remove a member: their grants, group memberships and tokens in this team go with them, and
+    so does every token they minted for the team — except, unless asked, tokens they made for the
+    team's service accounts (CI should not stop when its author leaves). Those are listed in the
+    result and the audit event, so whoever removes a departing admin sees which robot tokens that
+    admin could still hold, and can revoke them here (`revoke_service_account_tokens`) or later."""
+    from apps.tokens.models import ApiToken
+    from apps.tokens.services import token_summary
+
+    if membership.user_id != ctx.membership.user_id:  # leaving needs no right; removing others does
+        ctx.require(Capability.MANAGE_MEMBERS)
     _require_role_change_allowed(ctx, old=membership.role, new=None)
     _require_not_last_owner(ctx.team, membership)
     user = membership.user
@@ -176,15 +319,35 @@ def membership_remove(*, ctx: TeamContext, membership: Membership) -> None:
     user.groups.remove(*team_groups)
     for model in guarded_models():
         grant_models(model)[0].objects.filter(user=user, content_object__team=ctx.team).delete()
-    ApiToken.objects.filter(team=ctx.team, user=user, revoked_at=None).update(revoked_at=timezone.now())
+    active = ApiToken.objects.filter(team=ctx.team, revoked_at=None).select_related("user").order_by("id")
+    theirs = list(active.filter(Q(user=user) | Q(created_by=user)))
+    service_account_users = set(ServiceAccount.objects.filter(team=ctx.team).values_list("user_id", flat=True))
+    kept = [
+        t
+        for t in theirs
+        if not revoke_service_account_tokens and t.user_id != user.pk and t.user_id in service_account_users
+    ]
+    revoked = [t for t in theirs if t not in kept]
+    ApiToken.objects.filter(pk__in=[t.pk for t in revoked]).update(revoked_at=timezone.now())
+    result = MemberRemoval(
+        user_id=user.pk,
+        tokens_revoked=[token_summary(t) for t in revoked],
+        service_account_tokens_kept=[token_summary(t) for t in kept],
+    )
     audit_record(
         actor=ctx.actor,
         action="member.remove",
         target=membership,
         team=ctx.team,
-        data={"user": user.pk, "role": membership.role},
+        data={
+            "user": user.pk,
+            "role": membership.role,
+            "tokens_revoked": result.tokens_revoked,
+            "service_account_tokens_kept": result.service_account_tokens_kept,
+        },
     )
     membership.delete()
+    return result
 
 
 def member_of_team(team: Team, user_id: Any, *, field: str = "user") -> Membership:
@@ -221,10 +384,21 @@ def project_update(*, ctx: TeamContext, project: Project, **changes: Any) -> Pro
 
 
 @transaction.atomic
-def project_delete(*, ctx: TeamContext, project: Project, confirm: str) -> None:
+def project_delete(*, ctx: TeamContext, project: Project, confirm: str) -> Teardown:
+    """Delete the project and everything in it (`confirm` repeats its slug): cron jobs, databases
+    and apps through their own services. When databases must still be purged by a worker, the
+    project row goes once they are (the answer says so: `finished` is False)."""
+    ctx.require(Capability.DELETE, project)
     require_confirmation(confirm, expected=project.slug, what="the project's slug")
-    audit_record(actor=ctx.actor, action="project.delete", target=project, team=ctx.team)
-    project.delete()
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    teardown = _teardown_contents(ctx=ctx, projects=Project.objects.filter(pk=project.pk))
+    data = teardown.as_data() if teardown.apps or teardown.cron_jobs or teardown.databases else {}
+    audit_record(actor=ctx.actor, action="project.delete", target=project, team=ctx.team, data=data)
+    if teardown.finished:
+        project.delete()
+    else:
+        _enqueue_finish(team_id=ctx.team.pk, project_id=project.pk)
+    return teardown
 
 
 # --- groups -------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def test_removing_the_member_deletes_their_grants(team_a, owner, api_project):
     grant(owner, project="api", capability="manage_apps", user=viewer.pk)
     grant(owner, capability="deploy", user=team_a.user("developer").pk)
 
-    assert owner.delete(f"/api/v1/teams/alpha/members/{viewer.pk}/").status_code == 204
+    assert owner.delete(f"/api/v1/teams/alpha/members/{viewer.pk}/").status_code == 200
 
     assert not ProjectUserObjectPermission.objects.filter(user=viewer).exists()
     assert ProjectUserObjectPermission.objects.filter(user=team_a.user("developer")).count() == 1

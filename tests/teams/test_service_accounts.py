@@ -93,7 +93,10 @@ def test_service_account_token_survives_its_creator_leaving(team_a):
     client = session_client(creator)
     raw = _create_token_for(client, _create_account(client))
 
-    assert client.delete(f"{TEAM}/members/{creator.pk}/").status_code == 204
+    response = client.delete(f"{TEAM}/members/{creator.pk}/")
+
+    assert response.status_code == 200, response.json()
+    assert [t["prefix"] for t in response.json()["service_account_tokens_kept"]] == [raw[:12]]
 
     assert not Membership.objects.filter(team=team_a.team, user=creator).exists()
     response = token_client(raw).get(f"{TEAM}/projects/")

@@ -336,7 +336,33 @@ def test_removing_a_member_revokes_their_tokens_in_that_team_only(team_a, team_b
 
     response = session_client(team_a.user("admin")).delete(f"{TEAM}/members/{leaver.pk}/")
 
-    assert response.status_code == 204
+    assert response.status_code == 200, response.json()
+    assert [t["prefix"] for t in response.json()["tokens_revoked"]] == [raw_a[:12]]
     assert not ApiToken.objects.filter(team=team_a.team, user=leaver, revoked_at=None).exists()
     _assert_refused(token_client(raw_a).get(PROJECTS))
     assert token_client(raw_b).get("/api/v1/teams/bravo/projects/").status_code == 200
+
+
+# --- a token revoking its user's other tokens ------------------------------------------------------
+def test_a_token_revokes_its_users_narrower_tokens_but_not_wider_ones(team_a):
+    developer = team_a.user("developer")
+    wide, wide_raw = make_token(team_a.team, developer, scopes=["deploy", "logs"], name="wide")
+    narrow, narrow_raw = make_token(team_a.team, developer, scopes=["read"], name="narrow")
+
+    refused = token_client(narrow_raw).post(f"{TOKENS}{wide.pk}/revoke/")
+    allowed = token_client(wide_raw).post(f"{TOKENS}{narrow.pk}/revoke/")
+
+    assert_error(refused, 403, "permission_denied")
+    assert allowed.status_code == 200, allowed.json()
+    wide.refresh_from_db()
+    narrow.refresh_from_db()
+    assert wide.revoked_at is None
+    assert narrow.revoked_at is not None
+
+
+def test_a_person_signed_in_revokes_any_of_their_own_tokens(team_a):
+    token, _ = make_token(team_a.team, team_a.user("viewer"))
+
+    response = session_client(team_a.user("viewer")).post(f"{TOKENS}{token.pk}/revoke/")
+
+    assert response.status_code == 200, response.json()

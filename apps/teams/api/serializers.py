@@ -16,6 +16,9 @@ from apps.teams.models import (
 
 ROLE_CHOICES = [r.value for r in Role]
 SERVICE_ACCOUNT_ROLE_CHOICES = [Role.VIEWER.value, Role.DEVELOPER.value, Role.ADMIN.value]
+# User ids are 64-bit: a larger number is refused here, not by the database (SQLite raises
+# OverflowError on it, a 500; found by tests/security/test_api_fuzz.py).
+MAX_ID = 2**63 - 1
 
 
 class StrictCharField(serializers.CharField):
@@ -130,7 +133,7 @@ class ConfirmInput(serializers.Serializer):
 
 
 class TransferInput(serializers.Serializer):
-    user = serializers.IntegerField(help_text="Id of the member who becomes owner.")
+    user = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="Id of the member who becomes owner.")
 
 
 class MemberAddInput(serializers.Serializer):
@@ -156,17 +159,21 @@ class ProjectUpdateInput(serializers.Serializer):
 class GroupCreateInput(serializers.Serializer):
     slug = slug_field()
     name = serializers.CharField(max_length=100, required=False, default="")
-    members = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=1000)
+    members = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, default=list, max_length=1000
+    )
 
 
 class GroupUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
-    members = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=1000)
+    members = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=1000
+    )
 
 
 class GrantCreateInput(serializers.Serializer):
     capability = serializers.ChoiceField(choices=[c.value for c in GRANTABLE])
-    user = serializers.IntegerField(required=False, help_text="A member's user id.")
+    user = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="A member's user id.")
     group = serializers.CharField(required=False, max_length=SLUG_MAX_LENGTH, help_text="A team group's slug.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -184,3 +191,40 @@ class ServiceAccountCreateInput(serializers.Serializer):
 class ServiceAccountUpdateInput(serializers.Serializer):
     role = serializers.ChoiceField(choices=SERVICE_ACCOUNT_ROLE_CHOICES, required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class MemberRemoveInput(serializers.Serializer):
+    revoke_service_account_tokens = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Also revoke the tokens this member made for the team's service accounts (kept by default so "
+            "CI keeps working, and listed in the response)."
+        ),
+    )
+
+
+class TokenBriefOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    prefix = serializers.CharField()
+    name = serializers.CharField()
+    user = serializers.IntegerField(help_text="The id of the token's user (a service account's, for kept tokens).")
+
+
+class MemberRemovalOutput(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    tokens_revoked = TokenBriefOutput(many=True, help_text="The member's tokens, and tokens they made, now revoked.")
+    service_account_tokens_kept = TokenBriefOutput(
+        many=True,
+        help_text="Tokens this member made for service accounts that still work: revoke them if the member "
+        "might keep a copy.",
+    )
+
+
+class TeardownOutput(serializers.Serializer):
+    apps = serializers.ListField(child=serializers.CharField(), help_text="Apps deleted (containers stop shortly).")
+    cron_jobs = serializers.ListField(child=serializers.CharField(), help_text="Cron jobs deleted.")
+    databases = serializers.ListField(
+        child=serializers.CharField(), help_text="Databases deleted and being purged (no undelete grace period)."
+    )
+    finished = serializers.BooleanField(help_text="False while a worker still purges databases.")

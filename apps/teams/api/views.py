@@ -1,7 +1,7 @@
 from typing import Any, ClassVar
 
 from django.db import models
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.generics import ListCreateAPIView
@@ -17,6 +17,12 @@ from apps.core.errors import PermissionDenied
 from apps.teams import selectors, services
 from apps.teams.api import serializers as s
 from apps.teams.models import Project
+
+
+def teardown_response(teardown: services.Teardown) -> Response:
+    if teardown.finished:
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(s.TeardownOutput(teardown).data, status=status.HTTP_202_ACCEPTED)
 
 
 class TeamListView(ListCreateAPIView):
@@ -65,10 +71,12 @@ class TeamViewSet(TeamScopedViewSet):
         services.team_update(actor=self.actor, team=self.ctx.team, **self.validated(s.TeamUpdateInput, request))
         return self.output(self._team())
 
-    @extend_schema(request=s.ConfirmInput, responses={204: None})
+    @extend_schema(request=s.ConfirmInput, responses={204: None, 202: s.TeardownOutput})
     def destroy(self, request: Request, team: str) -> Response:
-        services.team_delete(actor=self.actor, team=self.ctx.team, **self.validated(s.ConfirmInput, request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        """Delete the team and everything in it: 204 when done, 202 while a worker still purges
+        its databases (the team is already out of reach)."""
+        teardown = services.team_delete(ctx=self.ctx, **self.validated(s.ConfirmInput, request))
+        return teardown_response(teardown)
 
     @extend_schema(request=s.TransferInput, responses={200: s.MembershipOutput})
     @action(detail=False, methods=["post"])
@@ -105,8 +113,12 @@ class MemberViewSet(TeamScopedCrudViewSet):
     def update_object(self, obj: Any, data: dict[str, Any]) -> Any:
         return services.membership_change_role(ctx=self.ctx, membership=obj, **data)
 
-    def delete_object(self, obj: Any, data: dict[str, Any]) -> None:
-        services.membership_remove(ctx=self.ctx, membership=obj)
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Remove a member. Their tokens, and tokens they made, are revoked; tokens they made for
+        service accounts are kept unless asked, and listed so they can be revoked."""
+        data = self.validated(s.MemberRemoveInput, request)
+        removal = services.membership_remove(ctx=self.ctx, membership=self.object, **data)
+        return Response(s.MemberRemovalOutput(removal).data)
 
 
 class ProjectViewSet(TeamScopedCrudViewSet):
@@ -127,8 +139,11 @@ class ProjectViewSet(TeamScopedCrudViewSet):
     def update_object(self, obj: Any, data: dict[str, Any]) -> Any:
         return services.project_update(ctx=self.ctx, project=obj, **data)
 
-    def delete_object(self, obj: Any, data: dict[str, Any]) -> None:
-        services.project_delete(ctx=self.ctx, project=obj, **data)
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Delete the project and everything in it: 204 when done, 202 while a worker still purges
+        its databases (the project goes when they are gone)."""
+        data = self.validated(s.ConfirmInput, request)
+        return teardown_response(services.project_delete(ctx=self.ctx, project=self.object, **data))
 
 
 class GrantViewSet(TeamScopedViewSet):
@@ -247,3 +262,14 @@ class ServiceAccountViewSet(TeamScopedCrudViewSet):
 
     def delete_object(self, obj: Any, data: dict[str, Any]) -> None:
         services.service_account_delete(ctx=self.ctx, account=obj)
+
+
+# TeamScopedCrudViewSet documents every destroy as a bare 204 when the class is made; these two
+# answer more than that, so their schema is set here, after the class (a decorator on the method
+# would be overridden).
+extend_schema_view(
+    destroy=extend_schema(request=s.MemberRemoveInput, responses={200: s.MemberRemovalOutput})
+)(MemberViewSet)
+extend_schema_view(
+    destroy=extend_schema(request=s.ConfirmInput, responses={204: None, 202: s.TeardownOutput})
+)(ProjectViewSet)

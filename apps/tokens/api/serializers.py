@@ -54,5 +54,8 @@ class TokenCreateInput(serializers.Serializer):
     expires_in_days = serializers.IntegerField(required=False, min_value=1)
     user = serializers.IntegerField(
         required=False,
-        help_text="Create the token for this member (admins; e.g. a service account's user id).",
+        help_text=(
+            "Create the token for this service account (its user id; owners and admins). A token for a "
+            "person can only be created by that person."
+        ),
     )
