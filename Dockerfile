@@ -33,5 +33,8 @@ RUN pip install --no-deps . \
 USER pandastack
 EXPOSE 8000
 
-CMD ["gunicorn", "pandastack.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-"]
+# ASGI under gunicorn with uvicorn workers: a log stream (`logs?follow=1`) holds a socket and a thread,
+# never a worker, so open streams cannot starve the API. gunicorn still manages the processes
+# (restarts, graceful reloads); after --graceful-timeout, streams still open are cut.
+CMD ["gunicorn", "pandastack.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker", \
+     "--bind", "0.0.0.0:8000", "--workers", "3", "--graceful-timeout", "10", "--access-logfile", "-"]

@@ -501,6 +501,11 @@ def logs(
         if not isinstance(entry, dict):
             output.line(raw)
             continue
+        # The server's own lines: why a follow ended, lines dropped for a slow reader, an engine error.
+        said = next((entry[key] for key in ("end", "notice", "error") if isinstance(entry.get(key), dict)), None)
+        if said is not None and "line" not in entry:
+            output.warning(str(said.get("message") or said))
+            continue
         output.line(f"{output.replica_label(str(entry.get('replica') or '-'))} {entry.get('line', '')}")
 
 

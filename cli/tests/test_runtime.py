@@ -76,6 +76,19 @@ def test_logs_follow_prints_lines_as_they_arrive(run, api, monkeypatch):
     assert params["tail"] == "0"
 
 
+def test_logs_follow_says_why_the_server_ended_the_stream(run, api):
+    message = "This stream reached its maximum duration of 3600 s; open a new one to go on."
+    body = ndjson(
+        {"replica": "r1", "at": None, "line": "first"},
+        {"end": {"reason": "max_duration", "message": message}},
+    )
+    api.on("GET", LOGS, reply(200, content=body))
+    result = run("logs", "--app", "web", "-f")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "[r1] first\n"
+    assert message in result.stderr
+
+
 def test_logs_split_across_chunks_and_blank_lines(run, api):
     body = ndjson({"replica": "r1", "at": None, "line": "whole line"})
     chunks = [body[:5], body[5:], b"\n", b"not json\n"]

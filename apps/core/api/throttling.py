@@ -1,6 +1,10 @@
+import math
+import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+from rest_framework.exceptions import Throttled
 from rest_framework.throttling import SimpleRateThrottle
 
 from apps.tokens.models import ApiToken
@@ -23,3 +27,59 @@ class TokenRateThrottle(SimpleRateThrottle):
         else:
             ident = f"ip:{self.get_ident(request)}"
         return f"throttle:{self.scope}:{ident}"
+
+
+class StreamSlots:
+    """At most ``limit`` concurrent long-lived streams (``logs?follow=1``) per token, else per user.
+
+    Each open stream holds one of ``limit`` numbered cache keys, taken with ``cache.add`` (atomic in
+    Redis: two processes never take the same slot) and kept alive by ``refresh`` while the stream
+    runs. A key expires ``ttl`` seconds after its last refresh, so a stream whose process crashed
+    gives its slot back on its own instead of leaking it forever.
+    """
+
+    def __init__(self, ident: str, *, limit: int, ttl: float) -> None:
+        self.ident = ident
+        self.limit = limit
+        self.ttl = max(1, int(ttl))
+        self._key: str | None = None
+        self._holder = uuid.uuid4().hex
+
+    @classmethod
+    def for_request(cls, request: Any) -> "StreamSlots":
+        ident = f"token:{request.auth.pk}" if isinstance(request.auth, ApiToken) else f"user:{request.user.pk}"
+        # Several missed refreshes in a row before a slot counts as abandoned, and always longer than a
+        # stalled client may block its stream between two refreshes (DropStalledClients ends it first).
+        ttl = max(60.0, 6 * settings.PANDASTACK_STREAM_CHECK_SECONDS, 2 * settings.PANDASTACK_STREAM_STALL_SECONDS)
+        return cls(ident, limit=settings.PANDASTACK_MAX_FOLLOWS_PER_TOKEN, ttl=ttl)
+
+    def _slot_key(self, number: int) -> str:
+        return f"streams:{self.ident}:{number}"
+
+    def acquire(self) -> None:
+        """Take a free slot, or raise Throttled (429 in the API's one error shape)."""
+        for number in range(self.limit):
+            key = self._slot_key(number)
+            if cache.add(key, self._holder, timeout=self.ttl):
+                self._key = key
+                return
+        exc = Throttled(detail=f"At most {self.limit} log streams may be open at once per token; close one first.")
+        # Set after construction so the message does not promise a time: a slot frees when one of the
+        # caller's own streams ends. Retry-After / retry_after only suggest when to ask again.
+        exc.wait = max(1, math.ceil(settings.PANDASTACK_STREAM_CHECK_SECONDS))
+        raise exc
+
+    def refresh(self) -> None:
+        """Keep the slot alive; take it back if it expired meanwhile (e.g. a stalled process)."""
+        if self._key is None:
+            return
+        if cache.get(self._key) == self._holder:
+            cache.touch(self._key, self.ttl)
+        else:
+            cache.add(self._key, self._holder, timeout=self.ttl)
+
+    def release(self) -> None:
+        """Give the slot back (idempotent); never frees a slot another stream has taken since."""
+        key, self._key = self._key, None
+        if key is not None and cache.get(key) == self._holder:
+            cache.delete(key)

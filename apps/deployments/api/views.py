@@ -1,8 +1,11 @@
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from importlib import import_module
 from typing import Any, ClassVar
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import models
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -13,15 +16,20 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.access import resolve_team
+from apps.core.actors import Actor
+from apps.core.api.streams import BoundedStream
+from apps.core.api.throttling import StreamSlots
 from apps.core.api.views import TeamScopedCrudViewSet, TeamScopedViewSet
 from apps.core.capabilities import Capability
-from apps.core.errors import NotFound, ValidationFailed
+from apps.core.errors import NotFound, PandaError, ValidationFailed
 from apps.deployments import orchestrator, selectors, services
 from apps.deployments.api import serializers as s
 from apps.deployments.models import App, Container
 from apps.runtime.engine import EngineError
 from apps.teams.api.views import GrantViewSet
 from apps.teams.models import Project
+from apps.tokens.models import ApiToken
 
 MAX_LOG_LINES = 5000
 
@@ -111,9 +119,25 @@ class AppViewSet(TeamScopedCrudViewSet):
     @extend_schema(
         parameters=[
             OpenApiParameter("tail", OpenApiTypes.INT, description="Lines per container (default 100)."),
-            OpenApiParameter("follow", OpenApiTypes.BOOL, description="Keep the stream open for new lines."),
+            OpenApiParameter(
+                "follow",
+                OpenApiTypes.BOOL,
+                description=(
+                    "Keep the stream open for new lines. At most PANDASTACK_MAX_FOLLOWS_PER_TOKEN open at once per"
+                    " token (else 429); a stream ends after PANDASTACK_STREAM_MAX_SECONDS or when its token or"
+                    ' access is revoked, with a last line {"end": {"reason", "message"}}.'
+                ),
+            ),
         ],
-        responses={(200, "application/x-ndjson"): OpenApiResponse(description='{"replica","at","line"} per line')},
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                description=(
+                    '{"replica","at","line"} per line; {"notice": {"code": "lines_dropped", "count"}} when the'
+                    ' client reads too slowly; {"end": {"reason", "message"}} last when a follow is ended.'
+                )
+            ),
+            429: OpenApiResponse(description="Too many open follows for this token."),
+        },
     )
     def get_renderers(self) -> list[BaseRenderer]:
         if self.action == "logs":  # the stream may be asked for by its own media type
@@ -130,27 +154,75 @@ class AppViewSet(TeamScopedCrudViewSet):
             raise ValidationFailed("Invalid tail.", fields={"tail": [f"Between 0 and {MAX_LOG_LINES}."]})
         follow = request.query_params.get("follow", "").lower() in ("1", "true", "yes")
         containers = {c.name: f"r{c.replica}" for c in Container.objects.filter(app=self.object).order_by("replica")}
-        return StreamingHttpResponse(
-            _log_stream(containers, tail=tail, follow=follow), content_type="application/x-ndjson"
+        mask = selectors.app_log_masker(self.object).mask  # the app's secrets never leave in a log line
+        slots = None
+        if follow:
+            # Last of the checks above (authentication, team, view_logs): a refused stream takes no slot.
+            slots = StreamSlots.for_request(request)
+            slots.acquire()
+        stream = BoundedStream(
+            lambda stop: _log_stream(containers, tail=tail, follow=follow, mask=mask, stop=stop),
+            max_seconds=settings.PANDASTACK_STREAM_MAX_SECONDS,
+            check_seconds=settings.PANDASTACK_STREAM_CHECK_SECONDS,
+            still_allowed=_may_still_read_logs(request, team=kwargs["team"], app_id=self.object.pk) if follow else None,
+            slots=slots,
         )
+        return StreamingHttpResponse(stream.body_for(request), content_type="application/x-ndjson")
 
 
 def _log_line(replica: str, at: Any, text: str) -> str:
     return json.dumps({"replica": replica, "at": at.isoformat() if at else None, "line": text}) + "\n"
 
 
-def _log_stream(containers: dict[str, str], *, tail: int, follow: bool) -> Iterator[str]:
+def _may_still_read_logs(request: Request, *, team: str, app_id: int) -> Callable[[], bool]:
+    """Re-asks, from the database, what the request was allowed: the same token (not revoked or
+    expired, its user active) or the same signed-in session, still a member of the team, still
+    allowed to read this app's logs. An open stream asks it every few seconds."""
+    token_id = request.auth.pk if isinstance(request.auth, ApiToken) else None
+    user_id = request.user.pk
+    session_key = None if token_id is not None else getattr(getattr(request, "session", None), "session_key", None)
+    session_store = import_module(settings.SESSION_ENGINE).SessionStore
+
+    def still_allowed() -> bool:
+        token = None
+        if token_id is not None:
+            token = ApiToken.objects.select_related("user").filter(pk=token_id).first()
+            if token is None or not token.is_active or not token.user.is_active:
+                return False
+            user = token.user
+        else:
+            user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+            if user is None or (session_key and not session_store().exists(session_key)):
+                return False
+        try:
+            ctx = resolve_team(Actor(user=user, token=token, via="api"), team)
+            ctx.require(Capability.VIEW_LOGS, ctx.get(App.objects.all(), pk=app_id))
+        except PandaError:
+            return False
+        return True
+
+    return still_allowed
+
+
+def _log_stream(
+    containers: dict[str, str],
+    *,
+    tail: int,
+    follow: bool,
+    mask: Callable[[str], str],
+    stop: threading.Event | None = None,
+) -> Iterator[str]:
     engine = orchestrator.engine()
     try:
         if not follow:
             for name, replica in containers.items():
                 for line in engine.logs(name, tail=tail):
-                    yield _log_line(replica, line.at, line.text)
+                    yield _log_line(replica, line.at, mask(line.text))
             return
-        stop = threading.Event()
+        stop = stop or threading.Event()
         try:
             for name, line in engine.follow_logs(list(containers), tail=tail, stop=stop):
-                yield _log_line(containers.get(name, name), line.at, line.text)
+                yield _log_line(containers.get(name, name), line.at, mask(line.text))
         finally:
             stop.set()  # the client went away: stop reading the engine's streams
     except EngineError as exc:
@@ -202,7 +274,9 @@ class DeploymentViewSet(TeamScopedViewSet):
             events = events.filter(id__gt=int(after))
         self.cursor_ordering = "id"
         page = self.paginate_queryset(events)
-        return self.get_paginated_response(s.DeploymentEventOutput(page, many=True).data)
+        context = {**self.get_serializer_context(), "app": self.parent}  # whether the caller may read log tails
+        serializer = s.DeploymentEventOutput(page, many=True, context=context)
+        return self.get_paginated_response(serializer.data)
 
 
 class AppGrantViewSet(GrantViewSet):
