@@ -99,7 +99,12 @@ team_routes = [
     path(f"{CRON_JOB}/runs/<str:run>/", cron.CronRunViewSet.as_view({"get": "retrieve"}), name="cron-run-detail"),
     *action_routes(f"{CRON_JOB}/runs/<str:run>", cron.CronRunViewSet, "cron-run", {"get": ("logs",)}),
     *resource_routes("notification-channels", "channel", alerts.NotificationChannelViewSet, "channel"),
-    *action_routes(CHANNEL, alerts.NotificationChannelViewSet, "channel", {"post": ("test",)}),
+    *action_routes(CHANNEL, alerts.NotificationChannelViewSet, "channel", {"post": ("test", "verify")}),
+    path(
+        f"{CHANNEL}/resend-verification/",
+        alerts.NotificationChannelViewSet.as_view({"post": "resend_verification"}),
+        name="channel-resend-verification",
+    ),
     path(f"{CHANNEL}/deliveries/", alerts.DeliveryViewSet.as_view({"get": "list"}), name="channel-delivery-list"),
     *resource_routes("alert-rules", "rule", alerts.AlertRuleViewSet, "alert-rule"),
     # Incidents are opened by alert rules, never by hand: no POST on the list.
@@ -113,7 +118,7 @@ team_routes = [
         INCIDENT, alerts.IncidentViewSet, "incident", {"post": ("acknowledge", "resolve"), "get": ("timeline",)}
     ),
     *resource_routes("databases", "database", databases.DatabaseViewSet, "database", READ_DELETE),
-    *action_routes(DATABASE, databases.DatabaseViewSet, "database", {"post": ("reveal", "rotate")}),
+    *action_routes(DATABASE, databases.DatabaseViewSet, "database", {"post": ("reveal", "rotate", "undelete")}),
     *resource_routes(
         f"{DATABASE}/attachments", "app", databases.AttachmentViewSet, "database-attachment", {"delete": "destroy"}
     ),

@@ -2,6 +2,7 @@ from django.db import models
 from django.db.models import Q
 
 from apps.core.models import TeamOwnedModel
+from apps.secrets.crypto import EncryptedTextField
 from apps.teams.models import SLUG_MAX_LENGTH, slug_validator
 
 
@@ -18,12 +19,20 @@ class NotificationChannel(TeamOwnedModel):
     name = models.CharField(max_length=SLUG_MAX_LENGTH, validators=[slug_validator])
     kind = models.CharField(max_length=10, choices=ChannelKind.choices)
     target = models.CharField(max_length=2000, help_text="An https URL, or e-mail addresses separated by commas.")
-    signing_secret_encrypted = models.TextField(blank=True, editable=False)
+    signing_secret_encrypted = EncryptedTextField(blank=True, editable=False)
     enabled = models.BooleanField(default=True)
+    # An e-mail channel sends nothing until its address proved it wants the mail (a signed code sent
+    # to it, entered back through the API): otherwise any team could mail anyone in the platform's
+    # name. Cleared whenever the address changes. Webhook and Slack channels need no verification.
+    verified_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ("id",)
         constraints = [models.UniqueConstraint(fields=["team", "name"], name="channel_name_unique_in_team")]
+
+    @property
+    def verified(self) -> bool:
+        return self.kind != ChannelKind.EMAIL or self.verified_at is not None
 
     def __str__(self) -> str:
         return self.name

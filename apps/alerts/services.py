@@ -3,8 +3,8 @@ Slack-compatible webhooks, each delivery logged and retried with backoff."""
 
 import hashlib
 import hmac
-import ipaddress
 import json
+import logging
 import secrets
 import socket
 import time
@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
+from django.core import signing
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -21,27 +23,38 @@ from django.utils import timezone
 from apps.alerts.models import ChannelKind, Delivery, DeliveryStatus, NotificationChannel
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
-from apps.core.errors import Conflict, ValidationFailed, require_confirmation
+from apps.core.addresses import address_is_public, host_names_private_address
+from apps.core.capabilities import Capability
+from apps.core.errors import Conflict, PandaError, ValidationFailed, require_confirmation
 from apps.secrets import crypto
 
 SIGNATURE_HEADER = "X-PandaStack-Signature"
 MAX_ATTEMPTS = 5
+logger = logging.getLogger(__name__)
+
+# What a team reads in its delivery log when an attempt fails. Deliberately vague: the resolver's
+# message, the addresses a name resolved to and the exact socket error would let a team map the
+# platform's own network through webhook targets (the details go to the platform's log instead).
+ERROR_UNRESOLVED = "could not resolve host"
+ERROR_NOT_ALLOWED = "address not allowed"
+ERROR_CONNECT = "could not connect to the receiver"
+ERROR_TIMEOUT = "the receiver did not answer in time"
+ERROR_EMAIL = "could not send the e-mail"
+ERROR_OTHER = "delivery failed"
 
 
 def _validate_target(kind: str, target: str) -> str:
     target = target.strip()
     if kind == ChannelKind.EMAIL:
-        addresses = [a.strip() for a in target.split(",") if a.strip()]
+        # One address per channel: each address confirms on its own that it wants the mail, so a
+        # verified address cannot vouch for a second one written beside it.
         try:
-            for address in addresses:
-                validate_email(address)
+            validate_email(target)
         except Exception:
-            addresses = []
-        if not addresses:
             raise ValidationFailed(
-                "Invalid e-mail addresses.", fields={"target": ["E-mail addresses, comma-separated."]}
-            )
-        return ", ".join(addresses)
+                "Invalid e-mail address.", fields={"target": ["One e-mail address (one channel per address)."]}
+            ) from None
+        return target
     try:
         parts = urlsplit(target)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
@@ -61,43 +74,17 @@ def _validate_target(kind: str, target: str) -> str:
 
 
 class TargetRefused(Exception):
-    """The webhook's host resolves to an address the platform must not call."""
+    """The webhook's host resolves to an address the platform must not call, or to none. Its
+    message is the generic one a team sees; ``detail`` is for the platform's log only."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
-# IPv6 addresses that carry an IPv4 address in their last 32 bits and reach it (through a NAT64
-# gateway, or a host that still speaks these forms): the IPv4 address is what gets called.
-_EMBEDDING_IPV4 = (
-    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64, well-known prefix (RFC 6052)
-    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765)
-    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated, RFC 4291)
-)
-# NAT64 for a local network (RFC 8215): which IPv4 addresses it reaches is the network's own business.
-_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
-
-
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _LOCAL_NAT64:
-            return False
-        embedded = ip.ipv4_mapped or ip.sixtofour  # ::ffff:a.b.c.d; 6to4 2002:AABB:CCDD::/48
-        if embedded is None and any(ip in network for network in _EMBEDDING_IPV4):
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            ip = embedded
-    return ip.is_global and not ip.is_multicast
-
-
-def _names_private_host(host: str) -> bool:
-    """Whether the URL's host is written as a non-public IP address or as localhost (a name that
-    resolves elsewhere is checked when sending)."""
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return not _is_public(host)
-    except ValueError:
-        return False
+# Which addresses are public: one shared check (apps.core.addresses), also used for image registries.
+_is_public = address_is_public
+_names_private_host = host_names_private_address
 
 
 def _public_address(url: httpx.URL) -> str:
@@ -110,13 +97,13 @@ def _public_address(url: httpx.URL) -> str:
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        raise TargetRefused(f"cannot resolve {host}: {exc}") from None
+        raise TargetRefused(ERROR_UNRESOLVED, detail=f"cannot resolve {host}: {exc}") from None
     addresses = [str(info[4][0]) for info in infos]
     if not addresses:
-        raise TargetRefused(f"cannot resolve {host}: no address")
+        raise TargetRefused(ERROR_UNRESOLVED, detail=f"cannot resolve {host}: no address")
     for address in addresses:
         if not _is_public(address):
-            raise TargetRefused(f"{host} resolves to {address}, a non-public address: refused")
+            raise TargetRefused(ERROR_NOT_ALLOWED, detail=f"{host} resolves to {address}, a non-public address")
     return addresses[0]
 
 
@@ -153,6 +140,8 @@ def channel_create(*, ctx: TeamContext, name: str, kind: str, target: str) -> tu
     if NotificationChannel.objects.filter(team=ctx.team, name=name).exists():
         raise _channel_name_taken()
     channel = NotificationChannel(team=ctx.team, name=name, kind=kind, target=_validate_target(kind, target))
+    if kind != ChannelKind.EMAIL:
+        channel.verified_at = timezone.now()  # nothing to verify: the receiver signed up by giving its URL
     raw = None
     if kind == ChannelKind.WEBHOOK:
         raw = "whsec_" + secrets.token_urlsafe(32)
@@ -167,6 +156,8 @@ def channel_create(*, ctx: TeamContext, name: str, kind: str, target: str) -> tu
             raise
         raise _channel_name_taken() from None
     audit_record(actor=ctx.actor, action="channel.create", target=channel, team=ctx.team, data={"kind": kind})
+    if kind == ChannelKind.EMAIL:
+        _enqueue_verification(channel)
     return channel, raw
 
 
@@ -174,13 +165,19 @@ def channel_create(*, ctx: TeamContext, name: str, kind: str, target: str) -> tu
 def channel_update(*, ctx: TeamContext, channel: NotificationChannel, **changes: Any) -> NotificationChannel:
     if not changes:
         return channel
+    readdressed = False
     if "target" in changes:
         changes["target"] = _validate_target(channel.kind, changes["target"])
+        readdressed = channel.kind == ChannelKind.EMAIL and changes["target"] != channel.target
     for field, value in changes.items():
         setattr(channel, field, value)
+    if readdressed:
+        channel.verified_at = None  # the new address has not said yes yet
     channel.full_clean()
     channel.save()
     audit_record(actor=ctx.actor, action="channel.update", target=channel, team=ctx.team, data=list(changes))
+    if readdressed:
+        _enqueue_verification(channel)
     return channel
 
 
@@ -204,8 +201,17 @@ def notify(*, channel: NotificationChannel, trigger: str, subject: str, payload:
 
 
 def channel_test(*, ctx: TeamContext, channel: NotificationChannel) -> Delivery:
+    """Queue a test notification to the channel's own target (there is no other recipient to name);
+    an e-mail channel must have been verified first."""
+    ctx.require(Capability.MANAGE_ALERTS, channel)
     if not channel.enabled:
         raise Conflict(f"Channel {channel.name} is disabled; enable it to send.", code="channel_disabled")
+    if not channel.verified:
+        raise Conflict(
+            f"Channel {channel.name}'s address is not verified yet: enter the code e-mailed to it"
+            " (POST …/verify/ with {\"token\": …}).",
+            code="channel_unverified",
+        )
     return notify(
         channel=channel,
         trigger="test",
@@ -228,9 +234,11 @@ def attempt(delivery_id: int) -> float | None:
         ok = status_code is None or 200 <= status_code < 300
         error = "" if ok else f"the receiver answered {status_code}"
     except TargetRefused as exc:  # the policy will not change by retrying
-        ok, error, final = False, str(exc)[:500], True
+        logger.info("delivery %s refused: %s", delivery.pk, exc.detail)
+        ok, error, final = False, str(exc), True
     except Exception as exc:  # whatever fails is recorded and retried; a delivery is never left hanging
-        ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
+        logger.info("delivery %s failed: %s: %s", delivery.pk, type(exc).__name__, exc)
+        ok, error = False, _generic_error(channel, exc)
     attempts = delivery.attempts + 1
     if ok:
         Delivery.objects.filter(pk=delivery.pk).update(
@@ -248,12 +256,112 @@ def attempt(delivery_id: int) -> float | None:
     return None if final else settings.PANDASTACK_DELIVERY_BACKOFF_SECONDS * 2 ** (attempts - 1)
 
 
+# --- e-mail address verification ---------------------------------------------------------------------
+VERIFICATION_SALT = "apps.alerts.channel-verification"
+ERROR_UNVERIFIED = "the e-mail address is not verified"
+
+
+class VerificationThrottled(PandaError):
+    status_code = 429
+    code = "throttled"
+
+
+def _verification_max_age() -> int:
+    return int(getattr(settings, "PANDASTACK_CHANNEL_VERIFICATION_MAX_AGE_SECONDS", 3 * 86400))
+
+
+def channel_verification_token(channel: NotificationChannel) -> str:
+    """A signed code naming this channel and this very address: it verifies nothing else, and stops
+    working when the address changes or after PANDASTACK_CHANNEL_VERIFICATION_MAX_AGE_SECONDS."""
+    return signing.dumps({"channel": channel.pk, "target": channel.target}, salt=VERIFICATION_SALT)
+
+
+def _enqueue_verification(channel: NotificationChannel) -> None:
+    from apps.alerts.tasks import channel_verification_send
+
+    channel_id = channel.pk
+    transaction.on_commit(lambda: channel_verification_send.delay(channel_id))
+
+
+def channel_verification_send(channel_id: int) -> bool:
+    """E-mail the verification code to the channel's address (a worker's job). Returns whether a
+    message went out (nothing to do for a verified, deleted or non-e-mail channel)."""
+    channel = NotificationChannel.objects.select_related("team").filter(pk=channel_id).first()
+    if channel is None or channel.kind != ChannelKind.EMAIL or channel.verified_at is not None:
+        return False
+    token = channel_verification_token(channel)
+    path = f"/api/v1/teams/{channel.team.slug}/notification-channels/{channel.name}/verify/"
+    body = (
+        f"The team {channel.team.slug} on PandaStack wants to send its alert notifications to this address"
+        f" (channel {channel.name}).\n\nIf you want them, give the team this code:\n\n    {token}\n\n"
+        f"They confirm with `panda alerts channels verify {channel.name} CODE`, or POST {path}"
+        ' with {"token": "CODE"}. If you do not want them, ignore this message: nothing will be sent.'
+    )
+    send_mail(
+        "Confirm PandaStack alert notifications", body, settings.DEFAULT_FROM_EMAIL, [channel.target],
+        fail_silently=False,
+    )  # fmt: skip
+    return True
+
+
+@transaction.atomic
+def channel_verify(*, ctx: TeamContext, channel: NotificationChannel, token: str) -> NotificationChannel:
+    """Mark the e-mail channel verified when `token` is the code sent to its current address."""
+    ctx.require(Capability.MANAGE_ALERTS, channel)
+    invalid = ValidationFailed("Invalid or expired verification code.", fields={"token": ["Invalid or expired."]})
+    try:
+        data = signing.loads(token, salt=VERIFICATION_SALT, max_age=_verification_max_age())
+    except signing.BadSignature:
+        raise invalid from None
+    if not isinstance(data, dict) or data.get("channel") != channel.pk or data.get("target") != channel.target:
+        raise invalid
+    if channel.verified_at is None:
+        channel.verified_at = timezone.now()
+        channel.save(update_fields=["verified_at"])
+        audit_record(actor=ctx.actor, action="channel.verify", target=channel, team=ctx.team)
+    return channel
+
+
+def channel_verification_resend(*, ctx: TeamContext, channel: NotificationChannel) -> None:
+    """Send the code again, at most once per 10 minutes per channel (no mail bombing through us)."""
+    ctx.require(Capability.MANAGE_ALERTS, channel)
+    if channel.verified:
+        raise Conflict(f"Channel {channel.name} needs no verification.", code="channel_verified")
+    if not cache.add(f"alerts:verification-sent:{channel.pk}", 1, timeout=600):
+        raise VerificationThrottled(
+            "A verification code was sent less than 10 minutes ago.", retry_after=600
+        )
+    _enqueue_verification(channel)
+
+
+def _generic_error(channel: NotificationChannel, exc: BaseException) -> str:
+    """The team-facing summary of a failed attempt: what kind of failure, never its details."""
+    if channel.kind == ChannelKind.EMAIL:
+        return ERROR_EMAIL
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    if any(isinstance(e, socket.gaierror) for e in chain) or any(
+        "Name or service not known" in str(e) or "nodename nor servname" in str(e) for e in chain
+    ):
+        return ERROR_UNRESOLVED
+    if isinstance(exc, httpx.TimeoutException):
+        return ERROR_TIMEOUT
+    if isinstance(exc, httpx.TransportError):
+        return ERROR_CONNECT
+    return ERROR_OTHER
+
+
 def _send(channel: NotificationChannel, delivery: Delivery) -> int | None:
     text = delivery.subject
     if channel.kind == ChannelKind.EMAIL:
+        # Checked here, at the one place mail leaves: tests, alerts and retries alike.
+        if channel.verified_at is None:
+            raise TargetRefused(ERROR_UNVERIFIED, detail=f"channel {channel.pk} is unverified")
         body = json.dumps(delivery.payload, indent=2, sort_keys=True)
-        recipients = [a.strip() for a in channel.target.split(",")]
-        send_mail(text, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
+        send_mail(text, body, settings.DEFAULT_FROM_EMAIL, [channel.target], fail_silently=False)
         return None
     if channel.kind == ChannelKind.SLACK:
         body = json.dumps({"text": text}).encode()

@@ -9,3 +9,9 @@ def delivery_attempt(self, delivery_id: int) -> None:  # noqa: ANN001 - Celery's
     wait = services.attempt(delivery_id)
     if wait is not None:
         raise self.retry(countdown=wait)
+
+
+@shared_task(name="alerts.channel_verification_send", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def channel_verification_send(channel_id: int) -> None:
+    """E-mail an e-mail channel its verification code."""
+    services.channel_verification_send(channel_id)

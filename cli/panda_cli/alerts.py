@@ -530,6 +530,7 @@ def _channel_details(channel: dict[str, Any]) -> None:
             ("Target", channel.get("target")),
             ("Enabled", channel.get("enabled")),
             ("Signed", channel.get("signed")),
+            ("Verified", channel.get("verified")),
             ("Created", output.local_time(channel.get("created_at"))),
         ]
     )
@@ -572,7 +573,8 @@ def channels_create(
         str,
         typer.Option(
             "--target",
-            help="E-mail addresses separated by commas, or the webhook's http(s) URL.",
+            help="One e-mail address (it gets a code to confirm with `panda alerts channels verify`), "
+            "or the webhook's http(s) URL.",
             show_default=False,
         ),
     ],
@@ -580,6 +582,8 @@ def channels_create(
     json_: JsonOption = False,
 ) -> None:
     """Create a notification channel. A webhook's signing secret is printed once, now: store it.
+    An e-mail address receives a verification code first; nothing else is sent to it until the code
+    is entered with `panda alerts channels verify NAME CODE`.
 
     Webhook deliveries carry `X-PandaStack-Signature: sha256=HMAC-SHA256(secret, "<X-PandaStack-Timestamp>.<body>")`.
     """
@@ -613,3 +617,35 @@ def channels_test(
     output.success(
         f"Queued a test notification through channel {name} (delivery #{delivery.get('id')}, {delivery.get('status')})."
     )
+
+
+@channels_app.command("verify")
+@reports_errors
+def channels_verify(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The e-mail channel's name.", show_default=False)],
+    code: Annotated[
+        str, typer.Argument(metavar="CODE", help="The code e-mailed to the channel's address.", show_default=False)
+    ],
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Confirm an e-mail channel's address with the code that was e-mailed to it. Until then the
+    channel sends nothing, tests included."""
+    session = Session(team=team)
+    channel = session.client.post(_channel_path(session, name, "verify"), {"token": code})
+    if json_:
+        output.print_json(channel)
+    else:
+        output.success(f"Verified notification channel {name}: it now receives notifications.")
+
+
+@channels_app.command("resend-verification")
+@reports_errors
+def channels_resend_verification(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The e-mail channel's name.", show_default=False)],
+    team: TeamOption = None,
+) -> None:
+    """E-mail the verification code to an unverified e-mail channel again (once per 10 minutes)."""
+    session = Session(team=team)
+    session.client.post(_channel_path(session, name, "resend-verification"), {})
+    output.success(f"Sent a new verification code to channel {name}'s address.")

@@ -513,3 +513,17 @@ def test_alerts_need_a_token(run, api, monkeypatch):
     result = run("alerts", "list")
     assert result.exit_code == 4
     assert api.requests == []
+
+
+def test_channels_verify_and_resend(run, api):
+    verified = channel_json("oncall", kind="email", target="a@example.com", signed=False, verified=True)
+    api.on("POST", CHANNELS + "oncall/verify/", reply(200, verified))
+    result = run("alerts", "channels", "verify", "oncall", "CODE-1")
+    assert result.exit_code == 0, result.stderr
+    assert api.body(api.requests[0]) == {"token": "CODE-1"}
+    assert "Verified notification channel oncall" in result.stderr
+    assert json.loads(run("alerts", "channels", "verify", "oncall", "CODE-1", "--json").stdout) == verified
+    api.on("POST", CHANNELS + "oncall/resend-verification/", reply(202, {**verified, "verified": False}))
+    result = run("alerts", "channels", "resend-verification", "oncall")
+    assert result.exit_code == 0, result.stderr
+    assert "Sent a new verification code" in result.stderr

@@ -81,13 +81,28 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'pandastack.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The local default. Under ASGI requests run in parallel threads: with SQLite's default deferred
+    # transactions a request that reads then writes (every token use records last_used_at) fails at
+    # once with "database is locked" when another writes; IMMEDIATE transactions wait their turn, and
+    # WAL lets reads go on meanwhile.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+    DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, refusing while a username or client address is throttled.
+    "apps.accounts.throttling.ThrottledModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
+# Password guessing (admin login, any password login): after this many failures for one username, or
+# from one client address, within the window, logins for it are refused until the window ends.
+PANDASTACK_LOGIN_MAX_FAILURES_PER_USERNAME = env.int("PANDASTACK_LOGIN_MAX_FAILURES_PER_USERNAME", default=5)
+PANDASTACK_LOGIN_MAX_FAILURES_PER_ADDRESS = env.int("PANDASTACK_LOGIN_MAX_FAILURES_PER_ADDRESS", default=20)
+PANDASTACK_LOGIN_THROTTLE_WINDOW_SECONDS = env.int("PANDASTACK_LOGIN_THROTTLE_WINDOW_SECONDS", default=300)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -134,6 +149,17 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 PANDASTACK_API_THROTTLE_RATE = env("PANDASTACK_API_THROTTLE_RATE", default="1200/min")
+# Long-lived streams (`logs?follow=1`) are served by the ASGI server without holding a worker each:
+# at most this many open at once per token (else per signed-in user; over it: 429), each ended after
+# PANDASTACK_STREAM_MAX_SECONDS with a last NDJSON line saying why, and re-checked every
+# PANDASTACK_STREAM_CHECK_SECONDS (a revoked or expired token, a removed member, a lost capability
+# ends the stream).
+PANDASTACK_MAX_FOLLOWS_PER_TOKEN = env.int("PANDASTACK_MAX_FOLLOWS_PER_TOKEN", default=5)
+PANDASTACK_STREAM_MAX_SECONDS = env.float("PANDASTACK_STREAM_MAX_SECONDS", default=3600.0)
+PANDASTACK_STREAM_CHECK_SECONDS = env.float("PANDASTACK_STREAM_CHECK_SECONDS", default=5.0)
+# A client that reads nothing for this long (every buffer full) is dropped: a stream parked in a send
+# would otherwise outlive its deadline, its revocation and its slot (pandastack/asgi.py).
+PANDASTACK_STREAM_STALL_SECONDS = env.float("PANDASTACK_STREAM_STALL_SECONDS", default=30.0)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "PandaStack API",
@@ -179,6 +205,10 @@ PANDASTACK_DELIVERY_BACKOFF_SECONDS = env.float("PANDASTACK_DELIVERY_BACKOFF_SEC
 # (teams must not make the platform call its own network: SSRF) unless this is on. The local run and
 # the tests turn it on; set it in production only when teams are trusted and need in-house receivers.
 PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("PANDASTACK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False)
+# Image references naming a registry on a loopback, private or link-local address (`localhost:5000/x`,
+# `10.0.0.5/x`, a name resolving there) are refused likewise: the engine would pull from the platform's
+# own network for a tenant. Turn on only for an in-house registry that every team may use.
+PANDASTACK_IMAGE_ALLOW_PRIVATE_REGISTRIES = env.bool("PANDASTACK_IMAGE_ALLOW_PRIVATE_REGISTRIES", default=False)
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
@@ -285,3 +315,5 @@ CELERY_IMPORTS = ["apps.databases.backup_tasks"]  # not a tasks.py module: autod
 CELERY_BEAT_SCHEDULE["database-backups"] = {"task": "databases.scheduled_backups", "schedule": 300.0}
 # Size and connections of every database, shown per database and checked against the plan.
 CELERY_BEAT_SCHEDULE["database-usage"] = {"task": "databases.refresh_usage", "schedule": 300.0}
+# Deleted databases whose grace period (the plan's database_delete_grace_hours) ended: dropped with their backups.
+CELERY_BEAT_SCHEDULE["database-purge"] = {"task": "databases.purge_deleted", "schedule": 300.0}

@@ -162,6 +162,7 @@ ENDPOINTS = {
     "channel-create": ("post", "channel-list", A),
     "channel-update": ("patch", "channel-detail", {**A, "channel": CHANNEL}),
     "channel-delete": ("delete", "channel-detail", {**A, "channel": CHANNEL}),
+    "channel-verify": ("post", "channel-verify", {**A, "channel": CHANNEL}),
     "alert-rule-create": ("post", "alert-rule-list", A),
     "alert-rule-update": ("patch", "alert-rule-detail", {**A, "rule": RULE}),
     "alert-rule-delete": ("delete", "alert-rule-detail", {**A, "rule": RULE}),
@@ -176,8 +177,8 @@ ENDPOINTS = {
 # Writes that take no body: the URL says everything (leaving the team; DELETE of a member, grant,
 # group, service account, token or app grant; revoking a token; restarting, stopping or starting
 # an app; revealing a variable's value; running, suspending or resuming a cron job; testing a
-# notification channel; acknowledging or resolving an incident; revealing a database's credentials,
-# rotating them, detaching it from an app, capturing a backup).
+# notification channel or re-sending its verification code; acknowledging or resolving an incident;
+# revealing a database's credentials, rotating them, detaching it from an app, capturing a backup).
 BODYLESS = {
     ("post", "team-leave"),
     ("delete", "member-detail"),
@@ -195,10 +196,12 @@ BODYLESS = {
     ("post", "cron-job-suspend"),
     ("post", "cron-job-resume"),
     ("post", "channel-test"),
+    ("post", "channel-resend-verification"),
     ("post", "incident-acknowledge"),
     ("post", "incident-resolve"),
     ("post", "database-reveal"),
     ("post", "database-rotate"),
+    ("post", "database-undelete"),
     ("delete", "database-attachment-detail"),
     ("post", "backup-list"),
 }
@@ -441,6 +444,9 @@ def channel_cases() -> list[Any]:
         case("channel-delete", {"confirm": "alpha"}, "confirm"),
         case("channel-delete", {"confirm": "ALPHA-HOOK"}, "confirm"),
         case("channel-delete", {"confirm": [CHANNEL]}, "confirm"),
+        *(case("channel-verify", body, "token") for body in ({}, {"token": ""}, {"token": ["x"]}, {"token": None})),
+        case("channel-verify", {"token": "forged"}, "token", label="forged code"),
+        case("channel-verify", {"token": "t" * 1001}, "token", label="token 1001 chars"),
     ]
 
 

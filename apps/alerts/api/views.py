@@ -49,10 +49,15 @@ class ChannelOutput(serializers.ModelSerializer):
         "as scheme://host/… to the others (a webhook URL often works as a password).",
     )
     signed = serializers.SerializerMethodField(help_text="Whether deliveries carry an HMAC signature.")
+    verified = serializers.BooleanField(
+        read_only=True,
+        help_text="False for an e-mail channel whose address has not confirmed yet: nothing is sent to it "
+        "until the code e-mailed there is entered (…/verify/).",
+    )
 
     class Meta:
         model = NotificationChannel
-        fields = ("name", "kind", "target", "enabled", "signed", "created_at")
+        fields = ("name", "kind", "target", "enabled", "signed", "verified", "created_at")
 
     def get_signed(self, channel: NotificationChannel) -> bool:
         return bool(channel.signing_secret_encrypted)
@@ -68,12 +73,19 @@ class ChannelOutput(serializers.ModelSerializer):
 class ChannelCreateInput(serializers.Serializer):
     name = slug_field()
     kind = serializers.ChoiceField(choices=ChannelKind.choices)
-    target = StrictCharField(max_length=2000, help_text="An http(s) URL, or e-mail addresses separated by commas.")
+    target = StrictCharField(
+        max_length=2000,
+        help_text="An http(s) URL, or one e-mail address (which gets a verification code before anything else).",
+    )
 
 
 class ChannelUpdateInput(serializers.Serializer):
     target = StrictCharField(max_length=2000, required=False)
     enabled = serializers.BooleanField(required=False)
+
+
+class ChannelVerifyInput(serializers.Serializer):
+    token = StrictCharField(max_length=1000, help_text="The code e-mailed to the channel's address.")
 
 
 class ChannelConfirmInput(serializers.Serializer):
@@ -101,7 +113,12 @@ class NotificationChannelViewSet(TeamScopedCrudViewSet):
     create_input = ChannelCreateInput
     update_input = ChannelUpdateInput
     delete_input = ChannelConfirmInput
-    capability_map: ClassVar = {**crud_capabilities(change=Capability.MANAGE_ALERTS), "test": Capability.MANAGE_ALERTS}
+    capability_map: ClassVar = {
+        **crud_capabilities(change=Capability.MANAGE_ALERTS),
+        "test": Capability.MANAGE_ALERTS,
+        "verify": Capability.MANAGE_ALERTS,
+        "resend_verification": Capability.MANAGE_ALERTS,
+    }
 
     def create_object(self, data: dict[str, Any]) -> NotificationChannel:
         channel, self._signing_secret = services.channel_create(ctx=self.ctx, **data)
@@ -122,8 +139,24 @@ class NotificationChannelViewSet(TeamScopedCrudViewSet):
     @extend_schema(request=None, responses={202: DeliveryOutput})
     @action(detail=True, methods=["post"])
     def test(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Send a test notification to the channel's own target (an e-mail channel: once verified)."""
         delivery = services.channel_test(ctx=self.ctx, channel=self.object)
         return Response(DeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=ChannelVerifyInput, responses={200: ChannelOutput})
+    @action(detail=True, methods=["post"])
+    def verify(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Confirm an e-mail channel's address with the code that was e-mailed to it."""
+        data = self.validated(ChannelVerifyInput, request)
+        channel = services.channel_verify(ctx=self.ctx, channel=self.object, token=data["token"])
+        return self.output(channel)
+
+    @extend_schema(request=None, responses={202: ChannelOutput})
+    @action(detail=True, methods=["post"])
+    def resend_verification(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """E-mail the verification code again (at most once per 10 minutes)."""
+        services.channel_verification_resend(ctx=self.ctx, channel=self.object)
+        return self.output(self.object, status_code=status.HTTP_202_ACCEPTED)
 
 
 class DeliveryViewSet(TeamScopedViewSet):
