@@ -10,6 +10,7 @@ from apps.databases.api import views as databases
 from apps.deployments.api import views as deployments
 from apps.events.api.views import PlatformEventViewSet
 from apps.monitoring.api.views import AppMetricsViewSet
+from apps.registries.api.views import RegistryCredentialViewSet
 from apps.secrets.api.views import VariableViewSet
 from apps.teams.api import views as teams
 from apps.tokens.api.views import TokenViewSet
@@ -93,6 +94,7 @@ team_routes = [
     *variable_routes("", "team"),
     *variable_routes("projects/<str:project>/", "project"),
     *variable_routes(f"{APP}/", "app"),
+    *resource_routes("registry-credentials", "registry", RegistryCredentialViewSet, "registry-credential"),
     *resource_routes("cron-jobs", "cron_job", cron.CronJobViewSet, "cron-job"),
     *action_routes(CRON_JOB, cron.CronJobViewSet, "cron-job", {"post": ("run", "suspend", "resume")}),
     path(f"{CRON_JOB}/runs/", cron.CronRunViewSet.as_view({"get": "list"}), name="cron-run-list"),

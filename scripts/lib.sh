@@ -332,13 +332,15 @@ SQL
 
 docker_ready() { docker info >/dev/null 2>&1; }
 
-# Debian packages for the data plane: the Docker Engine, HAProxy (the platform runs its own), and
-# the static busybox the tests build their tiny images from.
+# Debian packages for the data plane: the Docker Engine, HAProxy (the platform runs its own), the
+# static busybox the tests build their tiny images from, and the distribution registry the private-
+# registry tests run on loopback (tests/support/registry_fixtures.py).
 runtime_packages_needed() {
     local need=()
     command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
     command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
     pkg_installed busybox-static || need+=(busybox-static)
+    [[ -x /usr/bin/docker-registry ]] || need+=(docker-registry)
     printf '%s\n' "${need[@]}"
 }
 

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.support.engine_fixtures",
     "tests.support.platform_fixtures",
     "tests.support.database_fixtures",
+    "tests.support.registry_fixtures",
 ]
 
 ALL_SCOPES = ["read", "deploy", "logs", "secrets", "infra", "admin"]

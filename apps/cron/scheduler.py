@@ -21,6 +21,7 @@ from apps.cron.schedule import next_run
 from apps.deployments import orchestrator
 from apps.events.models import Severity
 from apps.events.services import event_emit
+from apps.registries.selectors import image_pull_for
 from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, EngineError, Workload
 from apps.secrets.crypto import DecryptionFailed
 from apps.secrets.selectors import environment_from_versions, log_masker_for_cron_job
@@ -236,6 +237,9 @@ def _start_container(run: CronRun) -> None:
     CronRun.objects.filter(pk=run.pk).update(container_name=name, image=image)
     run.container_name, run.image = name, image
     engine = orchestrator.engine()
+    # As for a deploy: with the team's registry login, and asking the registry again for a private host.
+    pull = image_pull_for(team=job.team, image=image)
+    engine.ensure_image(image, auth=pull.auth, always_pull=pull.always_pull)
     engine.ensure_network(orchestrator.team_network(job.team.slug), orchestrator.network_labels(job.team.slug))
     engine.run(
         ContainerSpec(

@@ -24,6 +24,7 @@ from apps.deployments.selectors import LOG_TAIL_MARKER, app_log_masker
 from apps.events.models import Severity
 from apps.events.services import event_emit
 from apps.monitoring.services import record
+from apps.registries.selectors import image_pull_for
 from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, DockerEngine, Engine, EngineError, Workload
 from apps.runtime.router import Backend, HAProxyRouter, Router, RouterError, Server
 from apps.secrets.crypto import DecryptionFailed
@@ -188,8 +189,15 @@ def _deploy(deployment: Deployment) -> None:
         Deployment.objects.filter(pk=deployment.pk).update(started_at=timezone.now())
     eng = engine()
 
-    set_status(deployment, DeploymentStatus.PULLING, f"Pulling {deployment.image} (skipped when present)")
-    eng.ensure_image(deployment.image)
+    # The team's own registry login, if it has one for the image's host; such images are pulled on every
+    # deploy, so the registry (not a copy another team's pull cached) decides. Never logged.
+    pull = image_pull_for(team=app.team, image=deployment.image)
+    logged_in = pull.auth is not None and bool(pull.auth.username)
+    how = "skipped when present"
+    if pull.always_pull:
+        how = "with the team's registry login" if logged_in else "without a login: the registry decides"
+    set_status(deployment, DeploymentStatus.PULLING, f"Pulling {deployment.image} ({how})")
+    eng.ensure_image(deployment.image, auth=pull.auth, always_pull=pull.always_pull)
     digest = eng.image_digest(deployment.image) or ""
     set_status(deployment, DeploymentStatus.STARTING, f"Starting {app.replicas} container(s)", image_digest=digest)
     eng.ensure_network(team_network(app.team.slug), network_labels(app.team.slug))

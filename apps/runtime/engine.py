@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -94,7 +95,8 @@ class ContainerNotFound(EngineError):
 
 
 class ImageRefused(EngineError):
-    """The image reference names a registry the platform must not contact (loopback, private, link-local)."""
+    """The image reference names a registry the platform must not contact (loopback, private, link-local),
+    or a local image id (which no registry authorises)."""
 
 
 @dataclass(frozen=True)
@@ -205,12 +207,53 @@ class LogLine:
     stream: str = "stdout"  # "stdout" or "stderr"
 
 
+@dataclass(frozen=True)
+class RegistryAuth:
+    """A login to an image's registry for one pull. An empty username is an anonymous pull: the
+    engine then sends no credentials at all, not even the platform host's own Docker login."""
+
+    username: str
+    password: str = field(repr=False)  # never in a repr, a log line or an error message
+
+    @classmethod
+    def anonymous(cls) -> RegistryAuth:
+        # No login at all (not a password): the registry sees an anonymous client.
+        return cls(username="", password="")  # nosec B106
+
+    def config(self) -> dict[str, str]:
+        return {"username": self.username, "password": self.password} if self.username else {}
+
+
+@dataclass(frozen=True)
+class ImagePull:
+    """How to get an image before starting a container: with which login, and whether a local copy
+    may be used without asking the registry again."""
+
+    auth: RegistryAuth | None = None  # None: the engine's defaults (the host's Docker login, if any)
+    always_pull: bool = False
+
+
+# How the engine reads an image id: "sha256:<64 hex>" or a (short) hex prefix of one.
+_IMAGE_ID_RE = re.compile(r"^(?:sha256:[0-9a-f]{64}|[0-9a-f]{1,64})\Z")
+
+
+def _refuse_local_id(image: str, found_id: str) -> None:
+    """Refuse a reference the engine resolved as a local image id, not as a name: an id names whatever
+    copy is cached on the host — whichever team's pull (with whichever registry login) put it there —
+    and no registry is asked. Tenants name images by repository (and tag or digest)."""
+    if _IMAGE_ID_RE.match(image) and found_id.removeprefix("sha256:").startswith(image.removeprefix("sha256:")):
+        raise ImageRefused(
+            f"image {image} is a local image id: name the image by its repository (and tag or digest), so "
+            "that its registry decides whether this team may pull it"
+        )
+
+
 class Engine(Protocol):
     """The runtime interface; a second engine (Swarm, Kubernetes) implements the same methods."""
 
     def ping(self) -> bool: ...
 
-    def ensure_image(self, image: str) -> str: ...
+    def ensure_image(self, image: str, *, auth: RegistryAuth | None = None, always_pull: bool = False) -> str: ...
 
     def image_digest(self, image: str) -> str | None: ...
 
@@ -339,21 +382,28 @@ class DockerEngine:
 
     # -- images -------------------------------------------------------------------------------
 
-    def ensure_image(self, image: str) -> str:
+    def ensure_image(self, image: str, *, auth: RegistryAuth | None = None, always_pull: bool = False) -> str:
         """Make ``image`` present locally and return its image id (``sha256:…``); the repository
         digest, when the image came from a registry, is ``image_digest(image)``.
 
-        Pulls only when the image is absent locally. Raises EngineError("image not found: …") when it
-        is neither local nor pullable, with the registry's reason, and ImageRefused when the reference
-        names a private registry (``image_refusal``) — even when a copy is cached locally.
+        Pulls only when the image is absent locally, unless ``always_pull``: then the registry is asked
+        every time (with ``auth``), and a failed pull raises even when a copy is cached — a copy
+        another team's login fetched is not this caller's to use. Raises EngineError("image not
+        found: …") when it is neither local nor pullable, with the registry's reason (never the
+        password), and ImageRefused when the reference names a private registry
+        (``image_refusal``) — even when a copy is cached locally.
         """
         self._check_registry(image)
-        with self._errors(f"looking up image {image}"):
-            try:
-                return self.client.images.get(image).id
-            except docker.errors.ImageNotFound:
-                pass
-        self._pull(image)
+        if not always_pull:
+            with self._errors(f"looking up image {image}"):
+                try:
+                    found = self.client.images.get(image)
+                except docker.errors.ImageNotFound:
+                    found = None
+            if found is not None:
+                _refuse_local_id(image, found.id)
+                return found.id
+        self._pull(image, auth=auth)
         with self._errors(f"looking up image {image}"):
             try:
                 return self.client.images.get(image).id
@@ -364,7 +414,7 @@ class DockerEngine:
         if not self.allow_private_registries and (reason := image_refusal(image)):
             raise ImageRefused(reason)
 
-    def _pull(self, image: str) -> None:
+    def _pull(self, image: str, *, auth: RegistryAuth | None = None) -> None:
         repository, tag = docker.utils.parse_repository_tag(image)
         # parse_repository_tag leaves a digest reference ("repo@sha256:…") to us.
         if tag is None and "@" in repository:
@@ -373,7 +423,12 @@ class DockerEngine:
             try:
                 # The low-level call, so that an error the registry reports in the progress stream
                 # (where the high-level pull() drops it) reaches the user.
-                for event in self.client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                # auth_config=None lets the SDK use the host's Docker login; {} is anonymous.
+                auth_config = auth.config() if auth is not None else None
+                stream = self.client.api.pull(
+                    repository, tag=tag or "latest", stream=True, decode=True, auth_config=auth_config
+                )
+                for event in stream:
                     if isinstance(event, dict) and event.get("error"):
                         raise EngineError(f"image not found: {image} ({event['error']})")
             except docker.errors.NotFound as exc:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from panda_cli import __version__, alerts, client, config, cron, db, env, incidents, metrics, output
+from panda_cli import __version__, alerts, client, config, cron, db, env, incidents, metrics, output, registries
 from panda_cli.client import Backoff, Client, team_path
 from panda_cli.errors import ApiError, ApiUnreachable, CliError, DeployNotLive, UsageProblem
 from panda_cli.session import JsonOption, Session, TeamOption, reports_errors, slug
@@ -40,6 +40,7 @@ app.add_typer(cron.cron_app, name="cron")
 app.add_typer(db.db_app, name="db")
 app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(incidents.incidents_app, name="incidents")
+app.add_typer(registries.registries_app, name="registries")
 
 LIVE = "live"
 NOT_LIVE_ENDS = {

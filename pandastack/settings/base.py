@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "apps.alerts",
     "apps.monitoring",
     "apps.databases",
+    "apps.registries",
 ]
 
 MIDDLEWARE = [

@@ -25,6 +25,7 @@ from apps.cron.models import CronJob, CronRun, RunStatus, Trigger
 from apps.databases.models import Backup, BackupStatus, BackupTrigger, Database, DatabaseAttachment, DatabaseStatus
 from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
 from apps.events.models import PlatformEvent, Severity
+from apps.registries.models import RegistryCredential
 from apps.secrets import crypto
 from apps.secrets.models import Level, Variable, VariableVersion
 from apps.teams.models import (
@@ -340,6 +341,16 @@ def channels(world: TeamWorld, start: int, count: int) -> None:
     )
 
 
+def registry_credentials(world: TeamWorld, start: int, count: int) -> None:
+    """`count` registry logins, one host each (the list never shows their encrypted passwords)."""
+    RegistryCredential.objects.bulk_create(
+        RegistryCredential(
+            team=world.team, registry=f"r{i}.example.com", username=f"u{i}", password_encrypted=crypto.encrypt(f"p{i}")
+        )
+        for i in range(start, start + count)
+    )
+
+
 def deliveries(world: TeamWorld, start: int, count: int) -> None:
     """`count` deliveries through the channel CHANNEL (made on first use), alternately delivered and
     failed."""
@@ -552,6 +563,7 @@ LISTS: dict[str, tuple[str, Callable[[TeamWorld, int, int], Any], str]] = {
     "platform events": ("/api/v1/teams/alpha/events/", platform_events, "token"),
     "notification channels": ("/api/v1/teams/alpha/notification-channels/", channels, "token"),
     "deliveries": (f"/api/v1/teams/alpha/notification-channels/{CHANNEL}/deliveries/", deliveries, "token"),
+    "registry credentials": ("/api/v1/teams/alpha/registry-credentials/", registry_credentials, "token"),
     "alert rules with channels": ("/api/v1/teams/alpha/alert-rules/", alert_rules, "token"),
     "incidents with alerts": ("/api/v1/teams/alpha/incidents/", incidents, "token"),
     "incident timeline": (f"/api/v1/teams/alpha/incidents/{INCIDENT}/timeline/", incident_timeline_events, "token"),

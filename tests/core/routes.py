@@ -27,6 +27,7 @@ from apps.databases.models import Backup, BackupStatus, Database, DatabaseServer
 from apps.deployments import services as deployment_services
 from apps.deployments.models import Container, DeploymentStatus
 from apps.events.services import event_emit
+from apps.registries.services import registry_credential_create
 from apps.secrets import crypto
 from apps.secrets.models import Level
 from apps.secrets.services import Scope, variables_set
@@ -38,6 +39,7 @@ API_PREFIX = "/api/v1/"
 VARIABLE = "ALPHA_VAR"  # set at the team, project and app level by `one_of_everything`
 CRON_JOB = "alpha-cron"  # the cron job `one_of_everything` makes, with an image of its own
 CRON_IMAGE = "registry.local/cron:1"
+REGISTRY = "registry.example.com:5000"  # a registry credential of the team
 CHANNEL = "alpha-hook"  # the webhook notification channel `one_of_everything` makes
 CHANNEL_TARGET = "http://127.0.0.1:9/hook"  # the discard port: nothing is ever sent there anyway
 RULE = "alpha-errors"  # the alert rule `one_of_everything` makes, on the app "api"
@@ -167,7 +169,8 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
     "api"), a cron job "alpha-cron" with an image of its own and a finished run, a webhook
     notification channel "alpha-hook" with one delivered notification, an alert rule "alpha-errors"
     firing in incident #1 (with its events), an available database "alpha-db" attached to "api" with
-    a succeeded backup #1 (its file stored); return the URL parameter values naming them. No Celery
+    a succeeded backup #1 (its file stored), a registry credential for "registry.example.com:5000";
+    return the URL parameter values naming them. No Celery
     task runs: the services enqueue on commit, and the test's transaction never commits."""
     ctx = resolve_team(Actor(user=world.user("owner"), via="test"), world.team.slug)
     group_create(ctx=ctx, slug="ops", name="Ops", members=[])
@@ -219,6 +222,7 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
     incident = Incident.objects.create(team=world.team, project=world.project, number=INCIDENT, title="Errors on api")
     IncidentAlert.objects.create(incident=incident, rule=rule, rule_name=rule.name, value=12.5, fired_at=now)
     event_emit(team=world.team, kind="incident.opened", subject=incident, message="Incident #1 opened")
+    registry_credential_create(ctx=ctx, registry=REGISTRY, username="ci", password="registry-password")
     database = available_database(ctx, world.project, DATABASE)
     database_services.database_attach(ctx=ctx, database=database, app=app)
     stored_backup(database)
@@ -237,6 +241,7 @@ def one_of_everything(world: TeamWorld) -> dict[str, Any]:
         "cron_job": CRON_JOB,
         "run": run.pk,
         "channel": CHANNEL,
+        "registry": REGISTRY,
         "rule": RULE,
         "incident": INCIDENT,
         "database": DATABASE,

@@ -22,6 +22,7 @@ from apps.databases import services as database_services
 from apps.databases.models import BackupStatus
 from apps.deployments import services as deployment_services
 from apps.deployments.models import App, Deployment, DeploymentStatus
+from apps.registries.services import registry_credential_create
 from apps.secrets.models import Level
 from apps.secrets.services import Scope, variables_set, variables_unset
 from apps.teams.services import group_create, service_account_create
@@ -92,6 +93,7 @@ def world(team_a: TeamWorld, team_b: TeamWorld) -> dict[str, Any]:
     )
     cron_job(team_a, CRON_JOB)
     channel, _ = channel_create(ctx=ctx, name=CHANNEL, kind="webhook", target=CHANNEL_TARGET)
+    registry_credential_create(ctx=ctx, registry=REGISTRY, username="ci", password="registry-password")
     rule_create(ctx=ctx, name=RULE, scope="app", app=app, metric="error_rate", threshold=5, channels=[channel])
     Incident.objects.create(team=team_a.team, project=team_a.project, number=INCIDENT, title="Errors on api")
     # Room for more databases than the one below, so a refusal is about the input, not the quota.
@@ -131,6 +133,7 @@ BAD_SLUGS = ["Bad Slug", "-x", "x-"]
 # Every write endpoint that takes a body: (method, URL name, URL parameters). "@name" values stand
 # for ids from the `world` fixture.
 A = {"team": "alpha"}
+REGISTRY = "registry.example.com:5000"  # the registry credential the `world` fixture gives team_a
 # The variables API is the same at each level: the URL names' prefix and the parent's parameters.
 VARIABLE_LEVELS = {"team": A, "project": {**A, "project": "web"}, "app": {**A, "app": "api"}}
 ENDPOINTS = {
@@ -159,6 +162,8 @@ ENDPOINTS = {
     "cron-job-create": ("post", "cron-job-list", A),
     "cron-job-update": ("patch", "cron-job-detail", {**A, "cron_job": CRON_JOB}),
     "cron-job-delete": ("delete", "cron-job-detail", {**A, "cron_job": CRON_JOB}),
+    "registry-credential-create": ("post", "registry-credential-list", A),
+    "registry-credential-update": ("patch", "registry-credential-detail", {**A, "registry": REGISTRY}),
     "channel-create": ("post", "channel-list", A),
     "channel-update": ("patch", "channel-detail", {**A, "channel": CHANNEL}),
     "channel-delete": ("delete", "channel-detail", {**A, "channel": CHANNEL}),
@@ -195,6 +200,7 @@ BODYLESS = {
     ("post", "cron-job-run"),
     ("post", "cron-job-suspend"),
     ("post", "cron-job-resume"),
+    ("delete", "registry-credential-detail"),
     ("post", "channel-test"),
     ("post", "channel-resend-verification"),
     ("post", "incident-acknowledge"),
@@ -409,6 +415,33 @@ BAD_URL_TARGETS = [
     *("", "   ", "ftp://x", "not a url", "http://", "http://[::1", "h" * 2001, 123, None, ["http://a/"]),
     *("http://127.0.0.1:abc/", "http://127.0.0.1:99999/", "http://exa\nmple/", "http://a b/", "http://127.0.0.1/a b"),
 ]
+
+
+REGISTRY_BODY = {"registry": "ghcr.io", "username": "ci", "password": "not-echoed-pw"}
+
+
+def registry_credential_cases() -> list[Any]:
+    """Bad registry credentials: hosts no image reference can name (or one the team already has),
+    missing or mistyped usernames and passwords; bad updates."""
+    valid = REGISTRY_BODY
+    bad_hosts = (
+        "", " ", "ghcr.io/org", "https://ghcr.io", "bad host", "myregistry", "ghcr.io:99999", "ghcr.io:0",
+        "-x.io", "h" * 256, 123, None, ["ghcr.io"], REGISTRY,
+    )  # fmt: skip
+    return [
+        *(
+            case("registry-credential-create", {**valid, "registry": bad}, "registry", label=f"registry {bad!r:.20}")
+            for bad in bad_hosts
+        ),
+        case("registry-credential-create", {k: v for k, v in valid.items() if k != "registry"}, "registry"),
+        *(case("registry-credential-create", {**valid, "username": bad}, "username") for bad in ("", None, 1, ["a"])),
+        case("registry-credential-create", {k: v for k, v in valid.items() if k != "username"}, "username"),
+        case("registry-credential-create", {**valid, "username": "u" * 256}, "username", label="username 256 chars"),
+        *(case("registry-credential-create", {**valid, "password": bad}, "password") for bad in ("", None, 1, ["a"])),
+        case("registry-credential-create", {k: v for k, v in valid.items() if k != "password"}, "password"),
+        *(case("registry-credential-update", {"password": bad}, "password") for bad in ("", None, 1, ["a"])),
+        *(case("registry-credential-update", {"username": bad}, "username") for bad in ("", None, 1)),
+    ]
 
 
 def channel_cases() -> list[Any]:
@@ -704,6 +737,8 @@ BAD_PAYLOADS = [
     *grant_cases("app-grant-create"),
     # --- cron jobs ----------------------------------------------------------------------------
     *cron_cases(),
+    # --- registry credentials -----------------------------------------------------------------
+    *registry_credential_cases(),
     # --- notification channels ----------------------------------------------------------------
     *channel_cases(),
     # --- alert rules and incidents ------------------------------------------------------------

@@ -20,6 +20,7 @@ from apps.core.actors import Actor
 from apps.cron.models import CronJob, CronRun
 from apps.databases import services as database_services
 from apps.deployments.models import App, Deployment
+from apps.registries.services import registry_credential_create
 from apps.secrets.models import Level
 from apps.secrets.services import Scope, variables_set
 from apps.teams import services as team_services
@@ -131,7 +132,9 @@ def build_victim() -> Victim:
     database = available_database(ctx, project, "alpha")
     database_services.database_attach(ctx=ctx, database=database, app=app)
     backup = stored_backup(database)
+    registry_credential_create(ctx=ctx, registry="registry.alpha.example", username="alpha", password="alpha-pw")
     values = {
+        "registry": "registry.alpha.example",
         "database": database.name,
         "backup": str(backup.number),
         "rule": rule.name,
@@ -187,6 +190,8 @@ HOSTILE_BODY = {
     "engine": "postgres",
     "app": "alpha-app",
     "env_name": "PWNED_URL",
+    "username": "pwned",
+    "password": "pwned",
 }
 
 
@@ -207,6 +212,7 @@ def database_fingerprint() -> list:
             "alerts",
             "events",
             "databases",
+            "registries",
         }:
             rows.append((model._meta.label, sorted(map(repr, model.objects.values_list()))))
     return rows
@@ -237,7 +243,7 @@ def _cases() -> list[tuple[Route, str]]:
 FILLERS = {
     *("team", "user", "project", "grant", "group", "service_account", "token"),
     *("app", "deployment", "variable", "cron_job", "run", "channel", "rule", "incident"),
-    *("database", "backup"),
+    *("database", "backup", "registry"),
 }
 
 

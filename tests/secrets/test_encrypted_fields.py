@@ -12,6 +12,7 @@ from django.db import connection, models
 
 from apps.alerts.services import channel_create
 from apps.databases.models import Database, DatabaseServer, Placement
+from apps.registries.services import registry_credential_create
 from apps.secrets import crypto
 from apps.secrets.crypto import EncryptedTextField
 from apps.secrets.services import variables_set
@@ -83,6 +84,7 @@ def test_the_registry_holds_every_known_encrypted_value():
         "databases.Database.password_encrypted",
         "databases.Database.admin_password_encrypted",
         "alerts.NotificationChannel.signing_secret_encrypted",
+        "registries.RegistryCredential.password_encrypted",
     } <= labels
 
 
@@ -100,6 +102,7 @@ def one_of_each(settings, team_a, app) -> None:
     variables_set(ctx=ctx, scope=scope_of("app", team_a, app), values={"TOKEN": "scan-secret"}, secret=True,
                   restart=False)  # fmt: skip
     channel_create(ctx=ctx, name="hooks", kind="webhook", target="http://127.0.0.1:9/hook")
+    registry_credential_create(ctx=ctx, registry="registry.example.com", username="ci", password="registry-pw")
     server = DatabaseServer.objects.create(
         name="scan", engine="postgres", admin_url_encrypted=crypto.encrypt("postgres://admin:pw@127.0.0.1/postgres")
     )
@@ -113,7 +116,8 @@ def one_of_each(settings, team_a, app) -> None:
 def test_a_scan_of_every_table_finds_fernet_tokens_only_in_registered_columns(one_of_each):
     found = columns_holding_fernet_tokens()
     assert found >= {("secrets_variableversion", "value_encrypted"), ("alerts_notificationchannel",
-                     "signing_secret_encrypted"), ("databases_database", "password_encrypted")}  # fmt: skip
+                     "signing_secret_encrypted"), ("databases_database", "password_encrypted"),
+                     ("registries_registrycredential", "password_encrypted")}  # fmt: skip
     assert_every_encrypted_column_is_registered()
 
 

@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from apps.alerts.services import channel_create
 from apps.databases import dedicated
 from apps.databases.models import Database, DatabaseServer, Placement
+from apps.registries.services import registry_credential_create
 from apps.runtime.engine import DockerEngine
 from apps.secrets import crypto
 from apps.secrets.services import variables_set
@@ -56,6 +57,7 @@ def every_kind_under_k1(settings, team_a, app) -> None:
     ctx = ctx_of(team_a)
     variables_set(ctx=ctx, scope=scope_of("app", team_a, app), values={"S": "value-1"}, secret=True, restart=False)
     channel_create(ctx=ctx, name="hooks", kind="webhook", target="http://127.0.0.1:9/hook")
+    registry_credential_create(ctx=ctx, registry="registry.example.com", username="ci", password="registry-pw")
     server = DatabaseServer.objects.create(
         name="reg", engine="postgres", admin_url_encrypted=crypto.encrypt("postgres://a:b@127.0.0.1/postgres")
     )
@@ -70,7 +72,7 @@ def test_every_registered_field_is_rotated(settings, every_kind_under_k1):
     assert all(before.values()), before  # every registered field holds a value here
     use_keys(settings, K2, K1)
     out = rotate()
-    assert out.startswith("Done: 5 value(s) re-encrypted"), out
+    assert out.startswith("Done: 6 value(s) re-encrypted"), out
     after = tokens()
     assert all(opens(K2, t) and not opens(K1, t) for values in after.values() for t in values)
     use_keys(settings, K2)
