@@ -67,3 +67,31 @@ def test_the_app_masker_covers_its_secret_versions_at_every_level_and_nothing_el
     assert masker.mask("team-secret-old-1 plain-value-production other-team-secret-4") == (
         f"{MASK} plain-value-production other-team-secret-4"
     )
+
+
+def test_a_tail_stored_unmasked_is_masked_as_served_and_hidden_from_viewers(team_a):
+    """A reason stored before masking existed (or before the secret was set) still does not show the
+    value: the API masks the tail again as it serves it, and viewers get no tail at all."""
+    from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
+    from apps.deployments.selectors import LOG_TAIL_MARKER
+    from tests.conftest import session_client
+
+    app = App.objects.create(team=team_a.team, project=team_a.project, name="web")
+    var = Variable.objects.create(team=team_a.team, level=Level.APP, app=app, project=team_a.project, name="KEY")
+    _version(var, 1, "sk-legacy-secret-9", secret=True)
+    reason = f"Health check failed.{LOG_TAIL_MARKER}booting with key sk-legacy-secret-9"
+    deployment = Deployment.objects.create(
+        team=team_a.team, app=app, number=1, image="registry.local/web:1", status=DeploymentStatus.FAILED,
+        reason=reason,
+    )  # fmt: skip
+    DeploymentEvent.objects.create(deployment=deployment, level="error", message=reason)
+    base = f"/api/v1/teams/{team_a.team.slug}/apps/web/deployments/"
+
+    owner = session_client(team_a.user("owner"))
+    shown = owner.get(f"{base}1/").json()["reason"]
+    assert "sk-legacy-secret-9" not in shown and f"booting with key {MASK}" in shown
+    assert all("sk-legacy-secret-9" not in e["message"] for e in owner.get(f"{base}1/events/").json()["results"])
+    assert "sk-legacy-secret-9" not in str(owner.get(base).json())
+
+    viewer = session_client(team_a.user("viewer"))
+    assert viewer.get(f"{base}1/").json()["reason"] == "Health check failed."

@@ -54,6 +54,22 @@ def _reader_may_read_logs(serializer: serializers.Serializer, app: App) -> bool:
     return answers[app.pk]
 
 
+def _log_tail_for_reader(serializer: serializers.Serializer, app: App, text: str) -> str:
+    """`text` (a reason or event message) as this reader may see it: without the log tail for those
+    who may not read logs; for the others with the tail masked again as it is served, so a tail stored
+    before masking existed, or before a secret was set, does not show the value. The masker is built
+    only when a tail is there, once per app and serializer tree."""
+    if not text or selectors.LOG_TAIL_MARKER not in text:
+        return text
+    if not _reader_may_read_logs(serializer, app):
+        return selectors.without_log_tail(text)
+    maskers = serializer.context.setdefault("_log_maskers", {})
+    if app.pk not in maskers:
+        maskers[app.pk] = selectors.app_log_masker(app)
+    head, tail = text.split(selectors.LOG_TAIL_MARKER, 1)
+    return head + selectors.LOG_TAIL_MARKER + maskers[app.pk].mask(tail)
+
+
 class DeploymentOutput(serializers.ModelSerializer):
     """A failure's reason carries the container's last log lines only for callers who may read
     logs (viewers and tokens without the logs scope get the explanation alone)."""
@@ -72,8 +88,8 @@ class DeploymentOutput(serializers.ModelSerializer):
 
     def to_representation(self, instance: Deployment) -> dict[str, Any]:
         data = super().to_representation(instance)
-        if data.get("reason") and not _reader_may_read_logs(self, instance.app):
-            data["reason"] = selectors.without_log_tail(data["reason"])
+        if data.get("reason"):
+            data["reason"] = _log_tail_for_reader(self, instance.app, data["reason"])
         return data
 
 
@@ -88,8 +104,8 @@ class DeploymentEventOutput(serializers.ModelSerializer):
     def to_representation(self, instance: DeploymentEvent) -> dict[str, Any]:
         data = super().to_representation(instance)
         app = self.context.get("app") or instance.deployment.app
-        if not _reader_may_read_logs(self, app):
-            data["message"] = selectors.without_log_tail(data["message"])
+        if data.get("message"):
+            data["message"] = _log_tail_for_reader(self, app, data["message"])
         return data
 
 
