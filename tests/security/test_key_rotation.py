@@ -32,6 +32,8 @@ from apps.databases import dedicated, services
 from apps.databases.backups import backup_capture, backup_restore
 from apps.databases.models import Backup, Database, Placement
 from apps.deployments.models import App
+from apps.registries.selectors import image_pull_for
+from apps.registries.services import registry_credential_create
 from apps.secrets import crypto
 from pandastack.celery import app as celery_app
 from tests.conftest import make_team
@@ -44,6 +46,7 @@ from tests.support.receiver import Receiver
 
 NEW = Fernet.generate_key().decode()
 API_SECRET = "rotated-api-secret-5e6f7a8b"
+REGISTRY_PASSWORD = "registry-token-9a8b7c6d"
 
 
 @pytest.fixture
@@ -122,6 +125,7 @@ def test_after_rotation_the_old_key_is_dropped_and_everything_still_works(
     set_variables(client, "apps/web/", {"API_TOKEN": API_SECRET}, secret=True, restart=False)
     services.database_attach(ctx=ctx, database=before, app=app)
     channel, signing_secret = channel_create(ctx=ctx, name="hooks", kind="webhook", target=receiver.url)
+    registry_credential_create(ctx=ctx, registry="registry.example.com", username="ci", password=REGISTRY_PASSWORD)
     # A dedicated Redis: its superuser password is in its row.
     cache = Database.objects.create(
         team=world.team, project=world.project, name="cache", engine="redis", placement=Placement.DEDICATED,
@@ -212,6 +216,10 @@ def test_after_rotation_the_old_key_is_dropped_and_everything_still_works(
     assert headers[SIGNATURE_HEADER] == f"sha256={expected}"
     delivered = Delivery.objects.filter(channel=channel, status="delivered")
     wait_for(delivered.exists, timeout=30, what="the delivery to be recorded as delivered")
+
+    # the team's registry login (what the worker pulls private images with)
+    pull = image_pull_for(team=world.team, image="registry.example.com/shop/web:1")
+    assert (pull.auth.username, pull.auth.password) == ("ci", REGISTRY_PASSWORD)
 
     # the dedicated Redis comes back with its (re-encrypted) superuser password, the legacy one too
     docker_engine.remove(first_start.container_name)
