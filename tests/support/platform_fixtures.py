@@ -198,6 +198,25 @@ def platform(transactional_db, platform_settings, worker, web_image, docker_engi
     # The database is flushed after each test; its containers go too, and the router forgets them.
     for info in orchestrator.engine().list({TEST_RUN_LABEL: platform_settings["run_id"]}):
         orchestrator.engine().remove(info.id)
+    _wait_until_the_worker_is_quiet()
+
+
+def _wait_until_the_worker_is_quiet(timeout: float = 10.0) -> None:
+    """Wait (bounded) until no other session on the test database is running a query or holds an open
+    transaction: the flush after a transactional test TRUNCATEs every table, and a worker still busy
+    with the test's last task (on a loaded machine) deadlocks with it."""
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float = 60.0, what: str = "condition") -> object:
