@@ -310,10 +310,11 @@ def run_health_checks(*, at: datetime | None = None, workers: int = 8) -> dict[s
         change = _health_outcome(app, result, at)
         if change:
             summary[change] += 1
-    # Apps that stopped being served are no longer up or down.
-    AppHealth.objects.exclude(app__in=[a.pk for a in apps]).exclude(status=HealthStatus.UNKNOWN).update(
-        status=HealthStatus.UNKNOWN, consecutive_failures=0, changed_at=at
-    )
+    # Apps that stopped being served are no longer up or down. Asked first: an UPDATE takes SQLite's one
+    # write lock even when it matches nothing, and this runs every round.
+    gone = AppHealth.objects.exclude(app__in=[a.pk for a in apps]).exclude(status=HealthStatus.UNKNOWN)
+    if gone.exists():
+        gone.update(status=HealthStatus.UNKNOWN, consecutive_failures=0, changed_at=at)
     return summary
 
 

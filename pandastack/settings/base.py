@@ -49,6 +49,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.DatabaseBusyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -89,7 +90,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets reads go on meanwhile.
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
-    DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+    # How long a connection waits for the write lock before "database is locked" (then the API answers
+    # 503, apps.core.middleware.DatabaseBusyMiddleware); every transaction is short, so this is ample.
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", env.float("PANDASTACK_SQLITE_BUSY_TIMEOUT", default=20.0))
     DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -224,6 +227,10 @@ if CELERY_BROKER_URL == "filesystem://":
         # Without it, kombu writes its exchange tables to ./control, wherever the process started.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # The folder is read every this many seconds, and with one message taken at a time
+        # (PREFETCH_MULTIPLIER 1) that bounds the worker at one task per interval: kombu's 1 s default
+        # let a burst of deploys and variable changes queue for minutes. A listdir is cheap.
+        "polling_interval": 0.1,
     }
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
