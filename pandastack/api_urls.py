@@ -87,7 +87,10 @@ team_routes = [
         f"{APP}/deployments", "deployment", deployments.DeploymentViewSet, "deployment", {"get": "retrieve"}
     ),
     *action_routes(
-        f"{APP}/deployments/<str:deployment>", deployments.DeploymentViewSet, "deployment", {"get": ("events",)}
+        f"{APP}/deployments/<str:deployment>",
+        deployments.DeploymentViewSet,
+        "deployment",
+        {"get": ("events",), "post": ("cancel",)},
     ),
     *resource_routes(f"{APP}/grants", "grant", deployments.AppGrantViewSet, "app-grant", READ_DELETE),
     path(f"{APP}/metrics/", AppMetricsViewSet.as_view({"get": "retrieve"}), name="app-metrics"),

@@ -74,8 +74,12 @@ class DeploymentStatus(models.TextChoices):
     HEALTH_CHECKING = "health_checking"
     LIVE = "live"
     FAILED = "failed"
+    # Replaced by a newer deployment: the live one a newer release took over from, or one still in
+    # progress when a newer deploy, rollback or restart came (then it never got traffic).
     SUPERSEDED = "superseded"
     ROLLED_BACK = "rolled_back"
+    # Stopped before it went live by an explicit cancel, or by stopping the app; never got traffic.
+    CANCELLED = "cancelled"
 
 
 IN_PROGRESS = (
@@ -105,6 +109,19 @@ class Deployment(TeamOwnedModel):
     token_prefix = models.CharField(max_length=20, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    superseded_by = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The newer deployment that took over from this one.",
+    )
+    cancelled_by = models.CharField(
+        max_length=200, blank=True, help_text="Who stopped it before it went live (by a newer action or a cancel)."
+    )
+    # Set when it was stopped while still in progress: it never ran, so it is nothing to roll back to.
+    cancelled_at = models.DateTimeField(null=True, blank=True)
 
     project_lookup = "app__project"
     grant_paths = ("app", "app__project")

@@ -152,15 +152,38 @@ def event(deployment: Deployment, message: str, level: str = "info") -> None:
 
 
 def set_status(deployment: Deployment, status: str, message: str, **fields: object) -> None:
+    """Move an in-progress deployment on. Conditional on it still being in progress: a newer action
+    (or a cancel) may have stopped it meanwhile, and its worker must never write over that."""
+    changed = Deployment.objects.filter(pk=deployment.pk, status__in=IN_PROGRESS).update(
+        status=status, updated_at=timezone.now(), **fields
+    )
+    if not changed:
+        raise DeploymentStopped(deployment)
     deployment.status = status
     for name, value in fields.items():
         setattr(deployment, name, value)
-    deployment.save(update_fields=["status", "updated_at", *fields])
     event(deployment, message, level="error" if status == DeploymentStatus.FAILED else "info")
 
 
 class DeployFailed(Exception):
     pass
+
+
+class DeploymentStopped(Exception):
+    """A newer deploy, rollback, restart or stop superseded the deployment, or it was cancelled,
+    while this worker ran it: the newest intent wins, this one stops."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        super().__init__(f"deployment {deployment.pk} was stopped")
+
+
+def check_still_wanted(deployment: Deployment) -> None:
+    """Raise DeploymentStopped when the deployment is no longer in progress (superseded, cancelled,
+    deleted). Asked between steps and on every round of the health check, so a stop is noticed
+    within about a second."""
+    status = Deployment.objects.filter(pk=deployment.pk).values_list("status", flat=True).first()
+    if status not in IN_PROGRESS:
+        raise DeploymentStopped(deployment)
 
 
 def run_deployment(deployment_id: int) -> None:
@@ -173,13 +196,37 @@ def run_deployment(deployment_id: int) -> None:
     with app_lock(app.pk, wait=settings.PANDASTACK_HEALTH_TIMEOUT, deployment_id=deployment.pk) as locked:
         if not locked:
             raise DeployFailed("another operation on this app did not finish in time; retrying")
+        stopped = False
         deployment.refresh_from_db()
         if not deployment.in_progress:
-            return
+            stopped = True
+        else:
+            try:
+                _deploy(deployment)
+            except DeploymentStopped:
+                stopped = True
+            except (DeployFailed, EngineError, RouterError, DecryptionFailed) as exc:
+                stopped = not _fail(deployment, str(exc))
+        if stopped:
+            _abandon(deployment)  # still holding the app: the newer deployment starts after this
+    if stopped or not App.objects.filter(pk=app.pk, desired_running=True).exists():
+        # A stop that came while this deployment held the app found it locked: converge it now.
+        converge_app(app.pk)
+
+
+def _abandon(deployment: Deployment) -> None:
+    """A deployment stopped by a newer action or a cancel: remove the containers it started (none
+    was ever routed) and say so. Idempotent."""
+    removed = 0
+    for container in Container.objects.filter(deployment=deployment).select_related("app"):
         try:
-            _deploy(deployment)
-        except (DeployFailed, EngineError, RouterError, DecryptionFailed) as exc:
-            _fail(deployment, str(exc))
+            _remove_container(container)
+            removed += 1
+        except (EngineError, RouterError) as exc:
+            # The reconciler removes what is left (the app converges to its live release).
+            log.warning("could not remove %s of stopped deployment %s: %s", container.name, deployment.pk, exc)
+    if removed:
+        event(deployment, f"Stopped; removed its {removed} new container(s), none was routed", level="warning")
 
 
 def _deploy(deployment: Deployment) -> None:
@@ -197,29 +244,38 @@ def _deploy(deployment: Deployment) -> None:
     if pull.always_pull:
         how = "with the team's registry login" if logged_in else "without a login: the registry decides"
     set_status(deployment, DeploymentStatus.PULLING, f"Pulling {deployment.image} ({how})")
+    # A pull is not interrupted; a stop that came meanwhile is noticed right after it.
     eng.ensure_image(deployment.image, auth=pull.auth, always_pull=pull.always_pull)
     digest = eng.image_digest(deployment.image) or ""
     set_status(deployment, DeploymentStatus.STARTING, f"Starting {app.replicas} container(s)", image_digest=digest)
     eng.ensure_network(team_network(app.team.slug), network_labels(app.team.slug))
-    containers = [_start_container(deployment, replica) for replica in range(1, app.replicas + 1)]
+    containers = []
+    for replica in range(1, app.replicas + 1):
+        check_still_wanted(deployment)
+        containers.append(_start_container(deployment, replica))
 
     set_status(deployment, DeploymentStatus.HEALTH_CHECKING, _health_description(config))
-    _wait_healthy(deployment, containers)
+    _wait_healthy(deployment, containers, stoppable=True)
 
     # Switch: the new containers join the router, then the old ones drain and stop.
     sync_router()  # makes sure the app's backend exists (a reload only for a new app)
+    _claim_switch(deployment, containers)
     r = router()
     for container in containers:
-        # Recorded first: a router reload rendered from the database in between keeps the server.
-        Container.objects.filter(pk=container.pk).update(in_router=True)
         r.add_server(app.router_backend, _server(container))
     event(deployment, f"Routing traffic to {len(containers)} new container(s)")
-    previous = app.live_deployment
+    previous = App.objects.filter(pk=app.pk).values_list("live_deployment", flat=True).first()
     _retire_containers(app, keep_deployment=deployment)
     with transaction.atomic():
-        if previous is not None and previous.pk != deployment.pk:
-            replaced = DeploymentStatus.ROLLED_BACK if deployment.rollback_of_id else DeploymentStatus.SUPERSEDED
-            Deployment.objects.filter(pk=previous.pk).update(status=replaced)
+        if previous is not None and previous != deployment.pk:
+            # Rolled back when this is a rollback to an older release; superseded when this
+            # re-releases the live one (a rollback that stopped a newer deployment in flight).
+            replaced = (
+                DeploymentStatus.ROLLED_BACK
+                if deployment.rollback_of_id and deployment.rollback_of_id != previous
+                else DeploymentStatus.SUPERSEDED
+            )
+            Deployment.objects.filter(pk=previous).update(status=replaced, superseded_by=deployment)
         App.objects.filter(pk=app.pk).update(live_deployment=deployment)
         set_status(deployment, DeploymentStatus.LIVE, f"Live at {app_url(app)}", finished_at=timezone.now())
         verb = "rolled back to" if deployment.rollback_of_id else "deployed"
@@ -230,6 +286,20 @@ def _deploy(deployment: Deployment) -> None:
             message=f"{app.name}: {verb} #{deployment.number} ({deployment.image})",
             data={"deployment": deployment.number, "image": deployment.image},
         )
+
+
+def _claim_switch(deployment: Deployment, containers: list[Container]) -> None:
+    """The point of no return: under the app's row lock (the lock a newer deploy, a rollback, a
+    restart, a stop or a cancel takes to stop this deployment), check it is still wanted and mark
+    its containers as routed. From here on nothing stops it (it is live within moments); before
+    here, a stop means its containers never get traffic."""
+    with transaction.atomic():
+        App.objects.select_for_update().filter(pk=deployment.app_id).first()
+        check_still_wanted(deployment)
+        # Recorded first: a router reload rendered from the database in between keeps the servers.
+        Container.objects.filter(pk__in=[c.pk for c in containers]).update(in_router=True)
+    for container in containers:
+        container.in_router = True
 
 
 def _health_description(config: dict) -> str:
@@ -291,12 +361,16 @@ def _probe(ip: str, port: int, path: str) -> bool:
         return False
 
 
-def _wait_healthy(deployment: Deployment, containers: list[Container]) -> None:
+def _wait_healthy(deployment: Deployment, containers: list[Container], *, stoppable: bool = False) -> None:
+    """Wait until every container passes its health check. `stoppable`: a deploy's wait, which ends
+    (DeploymentStopped) as soon as the deployment is superseded or cancelled."""
     config = deployment.config
     deadline = time.monotonic() + settings.PANDASTACK_HEALTH_TIMEOUT
     pending = {c.pk: c for c in containers}
     delay = 0.05
     while pending:
+        if stoppable:
+            check_still_wanted(deployment)
         for pk, container in list(pending.items()):
             info = engine().inspect(container.name)
             if info is None or info.status not in ("running", "created", "restarting"):
@@ -320,7 +394,7 @@ def _wait_healthy(deployment: Deployment, containers: list[Container]) -> None:
                 )
             )
         time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+        delay = min(delay * 1.5, 0.5 if stoppable else 1.0)
 
 
 def _with_log_tail(message: str, container: Container) -> str:
@@ -336,11 +410,16 @@ def _with_log_tail(message: str, container: Container) -> str:
     return message + LOG_TAIL_MARKER + "\n".join(masked)
 
 
-def _fail(deployment: Deployment, reason: str) -> None:
-    """The new containers never got traffic: remove them; whatever was live keeps serving."""
+def _fail(deployment: Deployment, reason: str) -> bool:
+    """The new containers never got traffic: remove them; whatever was live keeps serving. False
+    when the deployment was stopped meanwhile (superseded or cancelled: that, not the failure, is
+    what it ended as)."""
     for container in Container.objects.filter(deployment=deployment):
         _remove_container(container)
-    set_status(deployment, DeploymentStatus.FAILED, f"Failed: {reason}", reason=reason, finished_at=timezone.now())
+    try:
+        set_status(deployment, DeploymentStatus.FAILED, f"Failed: {reason}", reason=reason, finished_at=timezone.now())
+    except DeploymentStopped:
+        return False
     event_emit(
         team=deployment.team,
         kind="deployment.failed",
@@ -349,6 +428,7 @@ def _fail(deployment: Deployment, reason: str) -> None:
         severity=Severity.ERROR,
         data={"deployment": deployment.number, "image": deployment.image},
     )
+    return True
 
 
 def _remove_container(container: Container) -> None:

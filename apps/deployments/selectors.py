@@ -24,7 +24,7 @@ def app_queryset() -> QuerySet[App]:
 
 
 def deployment_queryset() -> QuerySet[Deployment]:
-    return Deployment.objects.select_related("app", "rollback_of")
+    return Deployment.objects.select_related("app", "rollback_of", "superseded_by")
 
 
 # --- logs --------------------------------------------------------------------------------------------

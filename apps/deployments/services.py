@@ -4,13 +4,15 @@ the transaction commits); Celery workers do the slow parts (apps.deployments.tas
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef
+from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
+from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, ValidationFailed, require_confirmation
 from apps.deployments import tasks
-from apps.deployments.models import IN_PROGRESS, App, Deployment, DeploymentEvent, DeploymentStatus
+from apps.deployments.models import IN_PROGRESS, App, Container, Deployment, DeploymentEvent, DeploymentStatus
 from apps.runtime.images import image_reference_check
 from apps.secrets.selectors import version_ids_for_app
 from apps.teams.models import Project, Team
@@ -92,10 +94,23 @@ def app_scale(*, ctx: TeamContext, app: App, replicas: int) -> App:
 @transaction.atomic
 def app_set_running(*, ctx: TeamContext, app: App, running: bool) -> App:
     """Stop (containers leave the router and stop) or start (the live release runs again)."""
-    if app.desired_running != running:
+    cancelled: list[Deployment] = []
+    if not running:
+        # Stopping is the newest intent: a deployment still in progress is cancelled, never routed.
+        locked = App.objects.select_for_update().get(pk=app.pk)
+        cancelled = _stop(
+            ctx, _in_flight(locked), status=DeploymentStatus.CANCELLED, why="Cancelled: the app was stopped"
+        )
+    if app.desired_running != running or cancelled:
         app.desired_running = running
         app.save(update_fields=["desired_running", "updated_at"])
-        audit_record(actor=ctx.actor, action="app.start" if running else "app.stop", target=app, team=ctx.team)
+        audit_record(
+            actor=ctx.actor,
+            action="app.start" if running else "app.stop",
+            target=app,
+            team=ctx.team,
+            data={"cancelled": [d.number for d in cancelled]} if cancelled else None,
+        )
         transaction.on_commit(lambda: tasks.app_converge.delay(app.pk))
     return app
 
@@ -126,6 +141,47 @@ def _release_config(source: App | Deployment) -> dict[str, Any]:
     }
 
 
+def _in_flight(app: App) -> list[Deployment]:
+    """The app's deployments still in progress that may still be stopped: not those already
+    switching traffic to their new containers (they are live within moments; the newer action
+    queues behind them). Call with the app's row locked: the worker claims the switch under the
+    same lock, so a deployment is either stopped here or switched there, never both."""
+    switching = Container.objects.filter(deployment=OuterRef("pk"), in_router=True)
+    return list(
+        Deployment.objects.filter(app=app, status__in=IN_PROGRESS)
+        .annotate(switching=Exists(switching))
+        .filter(switching=False)
+        .order_by("number")
+    )
+
+
+def _stop(
+    ctx: TeamContext, stopped: list[Deployment], *, status: str, why: str, newer: Deployment | None = None
+) -> list[Deployment]:
+    """Mark in-flight deployments (from `_in_flight`, the app's row still locked) `status`
+    (superseded or cancelled), naming who and what stopped them. Their worker notices within a
+    second or two, removes their new containers (never routed) and stops; whatever was live keeps
+    serving."""
+    now = timezone.now()
+    label = ctx.actor.label
+    for deployment in stopped:
+        reason = f"{why} by {label}"
+        Deployment.objects.filter(pk=deployment.pk).update(
+            status=status,
+            superseded_by=newer,
+            cancelled_by=label,
+            cancelled_at=now,
+            finished_at=now,
+            reason=reason,
+            updated_at=now,
+        )
+        DeploymentEvent.objects.create(
+            deployment=deployment, level="warning", message=f"{reason}; its new containers are removed, never routed"
+        )
+        deployment.refresh_from_db()
+    return stopped
+
+
 def _create_deployment(
     ctx: TeamContext,
     app: App,
@@ -135,13 +191,10 @@ def _create_deployment(
     action: str,
     rollback_of: Deployment | None = None,
 ) -> Deployment:
-    app = App.objects.select_for_update().get(pk=app.pk)  # numbers and "one at a time" need the row lock
-    busy = Deployment.objects.filter(app=app, status__in=IN_PROGRESS).order_by("number").first()
-    if busy is not None:
-        raise Conflict(
-            f"Deployment #{busy.number} of {app.name} is still in progress ({busy.status}); wait for it to finish.",
-            code="deployment_in_progress",
-        )
+    """The newest intent wins: a deployment still in progress is superseded by this one (it is never
+    routed), and this one is queued at once; nothing answers "wait for it to finish"."""
+    app = App.objects.select_for_update().get(pk=app.pk)  # numbers and superseding need the row lock
+    in_flight = _in_flight(app)
     number = (Deployment.objects.filter(app=app).aggregate(n=Max("number"))["n"] or 0) + 1
     actor = ctx.actor
     deployment = Deployment.objects.create(
@@ -155,14 +208,25 @@ def _create_deployment(
         created_by_label=actor.label,
         token_prefix=actor.token.prefix if actor.token else "",
     )
+    what = {"deployment.create": "a deploy", "deployment.rollback": "a rollback", "app.restart": "a restart"}
+    superseded = _stop(
+        ctx,
+        in_flight,
+        status=DeploymentStatus.SUPERSEDED,
+        why=f"Superseded by deployment #{number} ({what.get(action, action)})",
+        newer=deployment,
+    )
     via = f" with token {actor.token.prefix}…" if actor.token else ""
     DeploymentEvent.objects.create(deployment=deployment, message=f"Queued by {actor.label}{via}")
+    if superseded:
+        numbers = ", ".join(f"#{d.number}" for d in superseded)
+        DeploymentEvent.objects.create(deployment=deployment, message=f"Supersedes {numbers} (still in progress)")
     audit_record(
         actor=actor,
         action=action,
         target=deployment,
         team=ctx.team,
-        data={"app": app.name, "image": image, "number": number},
+        data={"app": app.name, "image": image, "number": number, "supersedes": [d.number for d in superseded]},
     )
     transaction.on_commit(lambda: tasks.deployment_run.delay(deployment.pk))
     return deployment
@@ -178,22 +242,35 @@ def deployment_create(*, ctx: TeamContext, app: App, image: str) -> Deployment:
     return _create_deployment(ctx, app, image=image, config=_release_config(app), action="deployment.create")
 
 
+def _never_ran(deployment: Deployment) -> bool:
+    """Failed, or stopped before it went live (superseded while in progress, or cancelled)."""
+    return deployment.status in (DeploymentStatus.FAILED, DeploymentStatus.CANCELLED) or (
+        deployment.cancelled_at is not None
+    )
+
+
 @transaction.atomic
 def deployment_rollback(*, ctx: TeamContext, app: App, to: int | None = None) -> Deployment:
     """Release again the image and configuration of an earlier deployment: the one numbered `to`,
-    or the one that was live before the current live one."""
+    or else — when a deployment is still in progress — the live one (the newest intent is "back to
+    what serves": the one in flight is superseded), or else the one that was live before the
+    current live one."""
     history = Deployment.objects.filter(app=app)
     if to is not None:
         target = history.filter(number=to).first()
         if target is None:
             raise ValidationFailed("No such deployment of this app.", fields={"to": [f"No deployment #{to}."]})
-        if target.status == DeploymentStatus.FAILED or target.in_progress:
+        if _never_ran(target) or target.in_progress:
             raise ValidationFailed(
                 "Only a deployment that ran can be rolled back to.", fields={"to": [f"#{to} is {target.status}."]}
             )
+    elif app.live_deployment is not None and history.filter(status__in=IN_PROGRESS).exists():
+        target = app.live_deployment
     else:
         live_number = app.live_deployment.number if app.live_deployment else None
-        candidates = history.filter(status__in=[DeploymentStatus.SUPERSEDED, DeploymentStatus.ROLLED_BACK])
+        candidates = history.filter(
+            status__in=[DeploymentStatus.SUPERSEDED, DeploymentStatus.ROLLED_BACK], cancelled_at=None
+        )
         if live_number is not None:
             candidates = candidates.filter(number__lt=live_number)
         target = candidates.order_by("-number").first()
@@ -208,10 +285,46 @@ def deployment_rollback(*, ctx: TeamContext, app: App, to: int | None = None) ->
 
 @transaction.atomic
 def app_restart(*, ctx: TeamContext, app: App) -> Deployment:
-    """Replace the containers with fresh ones of the live release, without downtime. They get the
-    variables as they are now (this is how a variable change reaches a running app)."""
-    live = app.live_deployment
-    if live is None:
+    """Replace the containers with fresh ones of the current release, without downtime. They get
+    the variables as they are now (this is how a variable change reaches a running app). The
+    current release is the newest one still in progress, if any (it is superseded by this restart,
+    which carries its image on with the new variables), else the live one."""
+    current = (
+        Deployment.objects.filter(app=app, status__in=IN_PROGRESS).order_by("-number").first() or app.live_deployment
+    )
+    if current is None:
         raise ValidationFailed("The app has no live release to restart.", fields={"app": ["Deploy it first."]})
-    config = {**_release_config(live), "variables": version_ids_for_app(app)}
-    return _create_deployment(ctx, app, image=live.image, config=config, action="app.restart")
+    config = {**_release_config(current), "variables": version_ids_for_app(app)}
+    return _create_deployment(ctx, app, image=current.image, config=config, action="app.restart")
+
+
+@transaction.atomic
+def deployment_cancel(*, ctx: TeamContext, deployment: Deployment) -> Deployment:
+    """Stop a deployment still in progress: it is marked cancelled at once, and its worker removes
+    its new containers (never routed) within a second or two; whatever was live keeps serving.
+    Conflict if it already finished (or is already switching traffic, i.e. as good as live)."""
+    ctx.require(Capability.DEPLOY, deployment.app)
+    app = App.objects.select_for_update().get(pk=deployment.app_id)
+    deployment.refresh_from_db()
+    if not deployment.in_progress:
+        raise Conflict(
+            f"Deployment #{deployment.number} of {app.name} already finished ({deployment.status}); "
+            "there is nothing to cancel.",
+            code="deployment_finished",
+        )
+    stoppable = [d for d in _in_flight(app) if d.pk == deployment.pk]
+    if not _stop(ctx, stoppable, status=DeploymentStatus.CANCELLED, why="Cancelled"):
+        raise Conflict(
+            f"Deployment #{deployment.number} of {app.name} is already switching traffic to its new containers "
+            "and cannot be cancelled any more; roll back once it is live.",
+            code="deployment_finished",
+        )
+    audit_record(
+        actor=ctx.actor,
+        action="deployment.cancel",
+        target=deployment,
+        team=ctx.team,
+        data={"app": app.name, "number": deployment.number},
+    )
+    deployment.refresh_from_db()
+    return deployment

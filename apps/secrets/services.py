@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q
 
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
 from apps.core.actors import Actor
 from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, PandaError, ValidationFailed
-from apps.deployments.models import App
+from apps.deployments.models import IN_PROGRESS, App, Deployment
 from apps.secrets import crypto
 from apps.secrets.models import NAME_RE, RESERVED_NAMES, RESERVED_PREFIX, Level, Variable, VariableVersion
 from apps.teams.models import Project
@@ -48,7 +48,12 @@ class Scope:
         return "the team"
 
     def affected_apps(self, ctx: TeamContext) -> list[App]:
-        apps = App.objects.filter(team=ctx.team).exclude(live_deployment=None).filter(desired_running=True)
+        """The running apps that see these variables: those with a live release, and those whose
+        first release is still in progress (the restart supersedes it, with the new values)."""
+        in_flight = Deployment.objects.filter(app=OuterRef("pk"), status__in=IN_PROGRESS)
+        apps = App.objects.filter(team=ctx.team, desired_running=True).filter(
+            Q(live_deployment__isnull=False) | Exists(in_flight)
+        )
         if self.level == Level.APP:
             apps = apps.filter(pk=self.app.pk)
         elif self.level == Level.PROJECT:

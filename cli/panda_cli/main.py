@@ -47,7 +47,9 @@ NOT_LIVE_ENDS = {
     "failed": "failed",
     "superseded": "was superseded by a newer deployment before it went live",
     "rolled_back": "was rolled back",
+    "cancelled": "was cancelled before it went live",
 }
+IN_PROGRESS = ("pending", "pulling", "starting", "health_checking")
 
 AppOption = Annotated[str, typer.Option("--app", "-a", help="The app's name.", show_default=False)]
 DetachOption = Annotated[
@@ -56,9 +58,29 @@ DetachOption = Annotated[
 TimeoutOption = Annotated[
     int,
     typer.Option(
-        "--timeout", min=1, metavar="SECONDS", help="How long to wait for the deployment to go live before exit 3."
+        "--timeout",
+        min=1,
+        metavar="SECONDS",
+        help="How long to wait for the deployment to go live before exit 3. Stopping the wait does not stop the "
+        "deployment: it stays in progress on the server (see --cancel-on-timeout).",
     ),
 ]
+CancelOnTimeoutOption = Annotated[
+    bool,
+    typer.Option(
+        "--cancel-on-timeout",
+        help="When --timeout passes, cancel the deployment (whatever was live keeps serving) instead of leaving it "
+        "in progress on the server.",
+    ),
+]
+
+
+class WaitTimedOut(DeployNotLive):
+    """--timeout passed while the deployment was still in progress on the server."""
+
+    def __init__(self, message: str, *, hint: str, last: dict[str, Any]) -> None:
+        super().__init__(message, hint=hint)
+        self.last = last
 
 
 # -- top level ---------------------------------------------------------------------------------
@@ -328,10 +350,12 @@ def _wait_until_done(session: Session, app_name: str, deployment: dict[str, Any]
             return current
         remaining = deadline - client.clock.monotonic()
         if remaining <= 0:
-            raise DeployNotLive(
+            raise WaitTimedOut(
                 f"timed out after {timeout}s waiting for deployment #{number} of {app_name} "
-                f"to go live (last status: {status})",
-                hint=f"it goes on on the server; see `panda releases --app {app_name}`",
+                f"to go live (last status: {status}); it is still in progress on the server and may still go live",
+                hint=f"cancel it with `panda deploy --cancel --app {app_name}` (or pass --cancel-on-timeout); "
+                f"follow it with `panda releases --app {app_name}`",
+                last=current,
             )
         if progressed:
             backoff.reset()
@@ -339,10 +363,19 @@ def _wait_until_done(session: Session, app_name: str, deployment: dict[str, Any]
 
 
 def _finish(
-    session: Session, app_name: str, deployment: dict[str, Any], *, detach: bool, timeout: int, json_: bool
+    session: Session,
+    app_name: str,
+    deployment: dict[str, Any],
+    *,
+    detach: bool,
+    timeout: int,
+    json_: bool,
+    cancel_on_timeout: bool = False,
 ) -> None:
     """Shared ending of `deploy` and `rollback`: print the deployment (its id, or its JSON with
-    --json) to stdout, and unless detached wait for it, exiting 3 when it does not go live."""
+    --json) to stdout, and unless detached wait for it, exiting 3 when it does not go live. When
+    the wait times out the deployment stays in progress on the server (said plainly), unless
+    `cancel_on_timeout` cancels it."""
     number = deployment["id"]
     if detach:
         output.info(f"Not waiting (--detach). Follow it with `panda releases --app {app_name}`.")
@@ -351,13 +384,24 @@ def _finish(
     try:
         final = _wait_until_done(session, app_name, deployment, timeout)
     except KeyboardInterrupt:
-        output.info(f"Stopped waiting; deployment #{number} goes on on the server.")
+        output.info(
+            f"Stopped waiting; deployment #{number} is still in progress on the server "
+            f"(cancel it with `panda deploy --cancel --app {app_name}`)."
+        )
         raise
+    except WaitTimedOut as exc:
+        if not cancel_on_timeout:
+            _print_deployment(_last_known(session, app_name, deployment) if json_ else deployment, json_=json_)
+            raise
+        final = _cancel_or_final(session, app_name, number)
+        if final.get("status") == "cancelled":
+            _print_deployment(final if json_ else deployment, json_=json_)
+            raise DeployNotLive(
+                f"timed out after {timeout}s; cancelled deployment #{number} of {app_name} "
+                f"(it was {exc.last.get('status')}); whatever was live keeps serving"
+            ) from None
     except DeployNotLive:
-        if json_:
-            _print_deployment(_last_known(session, app_name, deployment), json_=True)
-        else:
-            _print_deployment(deployment, json_=False)
+        _print_deployment(_last_known(session, app_name, deployment) if json_ else deployment, json_=json_)
         raise
     _print_deployment(final, json_=json_)
     status = final.get("status")
@@ -371,6 +415,16 @@ def _finish(
     with contextlib.suppress(CliError):  # the deploy succeeded; the URL is a courtesy
         url = session.client.get(session.app_path(app_name)).get("url")
     output.success(f"Deployment #{number} of {app_name} is live" + (f" at {url}." if url else "."))
+
+
+def _cancel_or_final(session: Session, app_name: str, number: int) -> dict[str, Any]:
+    """Cancel deployment `number`; when it finished meanwhile (409), its final state instead."""
+    try:
+        return session.client.post(session.app_path(app_name, "deployments", number, "cancel"), {})
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        return session.client.get(session.app_path(app_name, "deployments", number))
 
 
 def _last_known(session: Session, app_name: str, deployment: dict[str, Any]) -> dict[str, Any]:
@@ -392,22 +446,78 @@ def _print_deployment(deployment: dict[str, Any], *, json_: bool) -> None:
 def deploy(
     app_name: AppOption,
     image: Annotated[
-        str, typer.Option("--image", "-i", help="Image reference, e.g. ghcr.io/org/api:1a2b3c.", show_default=False)
-    ],
+        str | None,
+        typer.Option("--image", "-i", help="Image reference, e.g. ghcr.io/org/api:1a2b3c.", show_default=False),
+    ] = None,
+    cancel: Annotated[
+        bool,
+        typer.Option(
+            "--cancel", help="Instead of deploying, cancel the app's deployment in progress (no --image then)."
+        ),
+    ] = False,
     detach: DetachOption = False,
     timeout: TimeoutOption = 600,
+    cancel_on_timeout: CancelOnTimeoutOption = False,
     team: TeamOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Deploy an image to an app and wait until it is live, printing progress to stderr.
 
+    A deployment still in progress (yours or anyone's) is superseded by this one: the newest
+    deploy wins, and the older one's containers are removed without ever getting traffic.
+
     Prints the deployment's id to stdout (its JSON with --json). Exits 0 when live, 3 when the
-    deployment failed or was superseded, or --timeout passed first.
+    deployment failed, was superseded or cancelled, or --timeout passed first (the deployment is
+    then still in progress on the server, unless --cancel-on-timeout cancelled it).
+
+    With --cancel, cancels the deployment in progress instead (whatever was live keeps serving) and
+    prints its id (its JSON with --json).
     """
+    if cancel == (image is not None):
+        raise UsageProblem("give either --image IMAGE (to deploy) or --cancel (to cancel the deployment in progress)")
     session = Session(team=team)
+    if cancel:
+        _cancel_in_progress(session, app_name, json_=json_)
+        return
     deployment = session.client.post(session.app_path(app_name, "deployments"), {"image": image})
     output.info(f"Deploying {image} to {app_name} (deployment #{deployment['id']}).")
-    _finish(session, app_name, deployment, detach=detach, timeout=timeout, json_=json_)
+    _finish(
+        session,
+        app_name,
+        deployment,
+        detach=detach,
+        timeout=timeout,
+        json_=json_,
+        cancel_on_timeout=cancel_on_timeout,
+    )
+
+
+def _cancel_in_progress(session: Session, app_name: str, *, json_: bool) -> None:
+    """Cancel every deployment of the app still in progress (normally one: a newer one supersedes
+    the older ones)."""
+    in_progress = [
+        d for d in session.client.paginate(session.app_path(app_name, "deployments")) if d.get("status") in IN_PROGRESS
+    ]
+    if not in_progress:
+        raise CliError(
+            f"no deployment of {app_name} is in progress; nothing to cancel",
+            hint=f"see `panda releases --app {app_name}`",
+        )
+    cancelled = [_cancel_one(session, app_name, d["id"]) for d in in_progress]
+    if json_:
+        output.print_json(cancelled[0] if len(cancelled) == 1 else cancelled)
+        return
+    for deployment in cancelled:
+        output.line(str(deployment.get("id")))
+
+
+def _cancel_one(session: Session, app_name: str, number: int) -> dict[str, Any]:
+    deployment = session.client.post(session.app_path(app_name, "deployments", number, "cancel"), {})
+    output.success(
+        f"Cancelled deployment #{number} of {app_name}; its new containers are removed, whatever was live keeps "
+        "serving."
+    )
+    return deployment
 
 
 @app.command()
@@ -420,12 +530,15 @@ def rollback(
     ] = None,
     detach: DetachOption = False,
     timeout: TimeoutOption = 600,
+    cancel_on_timeout: CancelOnTimeoutOption = False,
     team: TeamOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Roll an app back to an earlier release (same image and configuration) and wait until live.
 
-    Prints the new deployment's id to stdout (its JSON with --json). Exits like `deploy`.
+    While a deployment is in progress, the default is the live release: the one in progress is
+    superseded at once (never routed) and what serves stays. Prints the new deployment's id to
+    stdout (its JSON with --json). Exits like `deploy`.
     """
     session = Session(team=team)
     deployment = session.client.post(session.app_path(app_name, "rollback"), {"to": to})
@@ -435,13 +548,39 @@ def rollback(
         + (f" to deployment #{target}" if target else "")
         + f" (deployment #{deployment['id']}, {deployment.get('image')})."
     )
-    _finish(session, app_name, deployment, detach=detach, timeout=timeout, json_=json_)
+    _finish(
+        session,
+        app_name,
+        deployment,
+        detach=detach,
+        timeout=timeout,
+        json_=json_,
+        cancel_on_timeout=cancel_on_timeout,
+    )
 
 
-@app.command()
+releases_app = typer.Typer(
+    help="List an app's deployments, or cancel one in progress.",
+    invoke_without_command=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(releases_app, name="releases")
+
+
+@releases_app.callback()
 @reports_errors
-def releases(app_name: AppOption, team: TeamOption = None, json_: JsonOption = False) -> None:
-    """List an app's deployments, newest first. With --json, prints all of them as a JSON array."""
+def releases(
+    ctx: typer.Context,
+    app_name: Annotated[str | None, typer.Option("--app", "-a", help="The app's name.", show_default=False)] = None,
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """List an app's deployments, newest first (`panda releases --app APP`). With --json, prints all
+    of them as a JSON array. `panda releases cancel --app APP ID` cancels one still in progress."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not app_name:
+        raise UsageProblem("missing option --app", hint="panda releases --app APP")
     session = Session(team=team)
     deployments = list(session.client.paginate(session.app_path(app_name, "deployments")))
     if json_:
@@ -452,10 +591,14 @@ def releases(app_name: AppOption, team: TeamOption = None, json_: JsonOption = F
         return
 
     def note(deployment: dict[str, Any]) -> str | None:
+        notes = []
         if deployment.get("rollback_of"):
-            rollback_note = f"rollback of #{deployment['rollback_of']}"
-            return f"{rollback_note}: {deployment['reason']}" if deployment.get("reason") else rollback_note
-        return deployment.get("reason")
+            notes.append(f"rollback of #{deployment['rollback_of']}")
+        if deployment.get("reason"):
+            notes.append(deployment["reason"])  # a stop before going live says by what and whom
+        elif deployment.get("superseded_by"):
+            notes.append(f"superseded by #{deployment['superseded_by']}")
+        return ": ".join(notes) or None
 
     output.table(
         deployments,
@@ -468,6 +611,21 @@ def releases(app_name: AppOption, team: TeamOption = None, json_: JsonOption = F
             ("note", note),
         ],
     )
+
+
+@releases_app.command("cancel")
+@reports_errors
+def releases_cancel(
+    app_name: AppOption,
+    number: Annotated[int, typer.Argument(min=1, metavar="ID", help="The deployment's id.", show_default=False)],
+    team: TeamOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Cancel a deployment still in progress: its new containers are removed without ever getting
+    traffic, and whatever was live keeps serving. Exits 1 if it already finished."""
+    session = Session(team=team)
+    deployment = _cancel_one(session, app_name, number)
+    _print_deployment(deployment, json_=json_)
 
 
 # -- runtime -----------------------------------------------------------------------------------

@@ -122,6 +122,10 @@ def test_deploy_timeout_exits_3_and_backs_off(run, api, clock):
 
     assert result.exit_code == 3
     assert "timed out after 30s waiting for deployment #4 of web to go live (last status: starting)" in result.stderr
+    # Said plainly: stopping the wait did not stop the deployment, and how to.
+    assert "it is still in progress on the server and may still go live" in result.stderr
+    assert "panda deploy --cancel --app web" in result.stderr
+    assert api.sent("POST", D4 + "cancel/") == []
     assert result.stdout == "4\n"
     assert sum(clock.sleeps) == pytest.approx(30)
     assert clock.sleeps[0] == 0.25
@@ -303,3 +307,145 @@ def test_created_by_as_an_object_shows_its_name(run, api):
     api.on("GET", DEPLOYMENTS, page([deployment("live", created_by={"id": 1, "username": "ada"})]))
     result = run("releases", "--app", "web")
     assert result.stdout.splitlines()[1].split()[5] == "ada"
+
+
+# -- superseding and cancelling -------------------------------------------------------------------
+CANCEL_4 = D4 + "cancel/"
+
+
+def test_deploy_cancelled_exits_3(run, api, clock):
+    wire(api, Rollout(["health_checking", "cancelled"], reason="Cancelled by ada@acme.test"))
+    result = run("deploy", "--app", "web", "--image", "i")
+    assert result.exit_code == 3
+    assert "deployment #4 of web was cancelled before it went live: Cancelled by ada@acme.test" in result.stderr
+
+
+def test_deploy_superseded_names_the_newer_deployment(run, api, clock):
+    reason = "Superseded by deployment #5 (a rollback) by ada@acme.test"
+    wire(api, Rollout(["health_checking", "superseded"], reason=reason, superseded_by=5))
+    result = run("deploy", "--app", "web", "--image", "i")
+    assert result.exit_code == 3
+    assert reason in result.stderr
+
+
+def test_deploy_cancel_on_timeout_cancels_it_and_exits_3(run, api, clock):
+    wire(api, Rollout(["health_checking"]))
+    api.on("POST", CANCEL_4, reply(202, deployment("cancelled", reason="Cancelled by ci-bot")))
+
+    result = run("deploy", "--app", "web", "--image", "i", "--timeout", "10", "--cancel-on-timeout")
+
+    assert result.exit_code == 3
+    assert len(api.sent("POST", CANCEL_4)) == 1
+    assert "timed out after 10s; cancelled deployment #4 of web (it was health_checking)" in result.stderr
+    assert "whatever was live keeps serving" in result.stderr
+    assert result.stdout == "4\n"
+
+
+def test_deploy_cancel_on_timeout_json_prints_the_cancelled_deployment(run, api, clock):
+    wire(api, Rollout(["starting"]))
+    api.on("POST", CANCEL_4, reply(202, deployment("cancelled")))
+    result = run("deploy", "--app", "web", "--image", "i", "--timeout", "5", "--cancel-on-timeout", "--json")
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["status"] == "cancelled"
+
+
+def test_deploy_cancel_on_timeout_that_went_live_meanwhile_exits_0(run, api, clock):
+    wire(api, Rollout(["health_checking"]))
+    api.on("POST", CANCEL_4, api_error(409, "deployment_finished", "Deployment #4 of web already finished (live)."))
+    # It went live just as the wait gave up: the cancel is refused, and the re-read shows it live.
+    api.on(
+        "GET", D4, lambda request: reply(200, deployment("live" if api.sent("POST", CANCEL_4) else "health_checking"))
+    )
+
+    result = run("deploy", "--app", "web", "--image", "i", "--timeout", "3", "--cancel-on-timeout")
+
+    assert result.exit_code == 0, result.stderr
+    assert "Deployment #4 of web is live" in result.stderr
+
+
+def test_rollback_cancel_on_timeout(run, api, clock):
+    wire(api, Rollout(["starting"]))
+    api.on("POST", APP + "rollback/", reply(202, deployment("pending", rollback_of=2)))
+    api.on("POST", CANCEL_4, reply(202, deployment("cancelled")))
+    result = run("rollback", "--app", "web", "--timeout", "5", "--cancel-on-timeout")
+    assert result.exit_code == 3
+    assert len(api.sent("POST", CANCEL_4)) == 1
+
+
+def test_deploy_cancel_cancels_the_deployment_in_progress(run, api):
+    api.on(
+        "GET",
+        DEPLOYMENTS,
+        page([deployment("health_checking", id=4), deployment("live", id=3), deployment("superseded", id=2)]),
+    )
+    api.on("POST", CANCEL_4, reply(202, deployment("cancelled", reason="Cancelled by ci-bot")))
+
+    result = run("deploy", "--app", "web", "--cancel")
+
+    assert result.exit_code == 0, result.stderr
+    assert [r.method + " " + r.url.path for r in api.requests] == ["GET " + DEPLOYMENTS, "POST " + CANCEL_4]
+    assert result.stdout == "4\n"
+    assert "Cancelled deployment #4 of web" in result.stderr
+
+
+def test_deploy_cancel_json(run, api):
+    api.on("GET", DEPLOYMENTS, page([deployment("pending", id=4)]))
+    api.on("POST", CANCEL_4, reply(202, deployment("cancelled")))
+    result = run("deploy", "--app", "web", "--cancel", "--json")
+    assert json.loads(result.stdout)["status"] == "cancelled"
+
+
+def test_deploy_cancel_with_nothing_in_progress_exits_1(run, api):
+    api.on("GET", DEPLOYMENTS, page([deployment("live", id=3)]))
+    result = run("deploy", "--app", "web", "--cancel")
+    assert result.exit_code == 1
+    assert "no deployment of web is in progress; nothing to cancel" in result.stderr
+    assert api.sent("POST", CANCEL_4) == []
+
+
+@pytest.mark.parametrize("args", [["deploy", "--app", "web", "--cancel", "--image", "i"], ["deploy", "--cancel"]])
+def test_deploy_cancel_usage_errors_exit_2(run, api, args):
+    assert run(*args).exit_code == 2
+    assert api.requests == []
+
+
+def test_releases_cancel(run, api):
+    api.on("POST", CANCEL_4, reply(202, deployment("cancelled", reason="Cancelled by ci-bot")))
+    result = run("releases", "cancel", "--app", "web", "4")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "4\n"
+    assert len(api.sent("POST", CANCEL_4)) == 1
+
+
+def test_releases_cancel_of_a_finished_deployment_exits_1_with_the_reason(run, api):
+    api.on(
+        "POST",
+        CANCEL_4,
+        api_error(409, "deployment_finished", "Deployment #4 of web already finished (live); nothing to cancel."),
+    )
+    result = run("releases", "cancel", "--app", "web", "4")
+    assert result.exit_code == 1
+    assert "already finished (live); nothing to cancel. (deployment_finished)" in result.stderr
+
+
+def test_releases_without_app_is_a_usage_error(run, api):
+    assert run("releases").exit_code == 2
+    assert api.requests == []
+
+
+def test_releases_note_names_what_superseded_a_deployment(run, api):
+    api.on(
+        "GET",
+        DEPLOYMENTS,
+        page(
+            [
+                deployment("live", id=5),
+                deployment("superseded", id=4, superseded_by=5, reason="Superseded by deployment #5 (a deploy) by ada"),
+                deployment("superseded", id=3, superseded_by=5),
+            ]
+        ),
+    )
+    result = run("releases", "--app", "web")
+    lines = result.stdout.splitlines()
+    assert "Superseded by deployment #5 (a deploy) by ada" in lines[2]
+    assert "superseded by #5" in lines[3]

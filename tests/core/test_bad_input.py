@@ -181,7 +181,7 @@ ENDPOINTS = {
 }
 # Writes that take no body: the URL says everything (leaving the team; DELETE of a member, grant,
 # group, service account, token or app grant; revoking a token; restarting, stopping or starting
-# an app; revealing a variable's value; running, suspending or resuming a cron job; testing a
+# an app; cancelling a deployment; revealing a variable's value; running, suspending or resuming a cron job; testing a
 # notification channel or re-sending its verification code; acknowledging or resolving an incident;
 # revealing a database's credentials, rotating them, detaching it from an app, capturing a backup).
 BODYLESS = {
@@ -196,6 +196,7 @@ BODYLESS = {
     ("post", "app-restart"),
     ("post", "app-stop"),
     ("post", "app-start"),
+    ("post", "deployment-cancel"),
     *(("post", f"{level}-variable-reveal") for level in VARIABLE_LEVELS),
     ("post", "cron-job-run"),
     ("post", "cron-job-suspend"),

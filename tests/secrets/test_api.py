@@ -408,16 +408,21 @@ def test_only_live_running_apps_under_the_level_are_redeployed(team_a, client_fo
     assert not Deployment.objects.filter(app__name__in=["never-deployed", "stopped"], number__gt=1).exists()
 
 
-def test_apps_that_cannot_be_redeployed_now_are_reported_as_skipped(team_a, client_for, app):
+def test_a_variable_change_supersedes_a_deployment_in_progress(team_a, client_for, app):
+    """The newest intent wins (issue 12): an app whose release is still in progress is redeployed
+    too; the restart supersedes the release in flight and carries its image on, with the new value."""
     busy = make_app(team_a, "busy")
-    Deployment.objects.create(team=team_a.team, app=busy, number=2, image="x", status=DeploymentStatus.STARTING)
+    inflight = Deployment.objects.create(
+        team=team_a.team, app=busy, number=2, image="x", status=DeploymentStatus.STARTING
+    )
     response = put(client_for(team_a, "owner"), "project", {"A": "1"})
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["restarted"] == ["api"]
-    assert [s["app"] for s in body["skipped"]] == ["busy"]
-    assert "in progress" in body["skipped"][0]["reason"]
-    assert Deployment.objects.filter(app=busy).count() == 2
+    assert body["restarted"] == ["api", "busy"] and body["skipped"] == []
+    inflight.refresh_from_db()
+    restart = Deployment.objects.get(app=busy, number=3)
+    assert inflight.status == DeploymentStatus.SUPERSEDED and inflight.superseded_by == restart
+    assert restart.image == "x"
     assert Variable.objects.get(name="A").current.number == 1  # the change itself went through
 
 

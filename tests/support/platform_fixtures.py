@@ -26,7 +26,7 @@ from apps.deployments.models import Deployment
 from tests.support import TEST_RUN_LABEL, remove_test_run
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-TERMINAL = {"live", "failed", "superseded", "rolled_back"}
+TERMINAL = {"live", "failed", "superseded", "rolled_back", "cancelled"}
 
 
 def free_port() -> int:

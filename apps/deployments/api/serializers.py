@@ -78,12 +78,25 @@ class DeploymentOutput(serializers.ModelSerializer):
     app = serializers.CharField(source="app.name")
     created_by = serializers.CharField(source="created_by_label")
     rollback_of = serializers.IntegerField(source="rollback_of.number", allow_null=True, default=None)
+    superseded_by = serializers.IntegerField(
+        source="superseded_by.number",
+        allow_null=True,
+        default=None,
+        help_text="The id of the newer deployment that took over from this one (superseded).",
+    )
+    cancelled_by = serializers.CharField(
+        help_text="Who stopped it before it went live: the actor of the newer deploy, rollback, restart or stop, or"
+        " of the cancel; empty otherwise."
+    )
+    cancelled_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it was stopped before it went live (superseded or cancelled)."
+    )
 
     class Meta:
         model = Deployment
         fields = (
             "id", "app", "image", "image_digest", "status", "reason", "config", "created_by", "token_prefix",
-            "rollback_of", "created_at", "started_at", "finished_at",
+            "rollback_of", "superseded_by", "cancelled_by", "cancelled_at", "created_at", "started_at", "finished_at",
         )  # fmt: skip
 
     def to_representation(self, instance: Deployment) -> dict[str, Any]:

@@ -241,6 +241,7 @@ class DeploymentViewSet(TeamScopedViewSet):
         "retrieve": Capability.VIEW,
         "create": Capability.DEPLOY,
         "events": Capability.VIEW,
+        "cancel": Capability.DEPLOY,
     }
 
     def get_parent(self) -> App:
@@ -259,6 +260,24 @@ class DeploymentViewSet(TeamScopedViewSet):
         data = self.validated(s.DeployInput, request)
         deployment = services.deployment_create(ctx=self.ctx, app=self.parent, **data)
         return Response(s.DeploymentOutput(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: s.DeploymentOutput,
+            409: OpenApiResponse(
+                description="deployment_finished: it already ended (live, failed, superseded, cancelled…) or is"
+                " already switching traffic; nothing to cancel."
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Cancel a deployment still in progress: it is marked cancelled at once and its new containers
+        are removed by the worker within a second or two (never routed); whatever was live keeps
+        serving."""
+        deployment = services.deployment_cancel(ctx=self.ctx, deployment=self.object)
+        return self.output(self.base_queryset().get(pk=deployment.pk), status_code=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         parameters=[OpenApiParameter("after", OpenApiTypes.INT, description="Only events after this event id.")],
