@@ -12,7 +12,6 @@ import io
 import os
 import struct
 import subprocess
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from apps.databases.dumps import BackupError, DatabaseSpec
 from apps.databases.models import Backup, Database, DatabaseStatus
 from apps.events.models import PlatformEvent
 from apps.secrets import crypto
-from tests.support.database_fixtures import ctx_of
+from tests.support.database_fixtures import ctx_of, provisioned_database
 
 
 @pytest.fixture(autouse=True)
@@ -63,16 +62,8 @@ def tenants(servers, team_a):
     def make(engine: str, world=None) -> Database:
         world = world or team_a
         server = servers[engine]
-        name = f"bk-{uuid.uuid4().hex[:8]}"
-        host, port = services._parse_admin_url(engine, crypto.decrypt(server.admin_url_encrypted))
-        database = Database.objects.create(
-            team=world.team, project=world.project, name=name, engine=engine, server=server,
-            status=DatabaseStatus.AVAILABLE, db_name=f"pstest_{name.replace('-', '_')}",
-            username=f"pstest_{name.replace('-', '_')}", password_encrypted=crypto.encrypt(services.new_password()),
-            host=host, port=port,
-        )  # fmt: skip
+        database = provisioned_database(world, server, crypto.decrypt(server.admin_url_encrypted), prefix="bk")
         made.append(database)
-        services.provisioner_of(database).ensure(services.spec_for(database))
         return database
 
     yield make

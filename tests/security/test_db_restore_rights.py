@@ -16,7 +16,6 @@ servers: PostgreSQL is the tests' own password-auth cluster (`pg_cluster`), Mari
 """
 
 import contextlib
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,9 +27,8 @@ from apps.databases import backup_tasks, services
 from apps.databases.backups import backup_capture, backup_restore, backup_storage
 from apps.databases.dumps import sha256_of
 from apps.databases.models import Backup, Database, DatabaseStatus
-from apps.secrets import crypto
 from tests.conftest import TeamWorld
-from tests.support.database_fixtures import MARIADB_ADMIN_URL, ctx_of
+from tests.support.database_fixtures import MARIADB_ADMIN_URL, ctx_of, provisioned_database
 
 
 @pytest.fixture(autouse=True)
@@ -51,16 +49,8 @@ def tenant(team_a: TeamWorld, pg_cluster) -> Iterator[Callable[[str], Database]]
 
     def make(engine: str) -> Database:
         server = services.server_register(engine=engine, admin_url=admin_urls[engine], name=f"{engine}-rights")
-        name = f"rr-{uuid.uuid4().hex[:8]}"
-        host, port = services._parse_admin_url(engine, admin_urls[engine])
-        database = Database.objects.create(
-            team=team_a.team, project=team_a.project, name=name, engine=engine, server=server,
-            status=DatabaseStatus.AVAILABLE, db_name=f"pstest_{name.replace('-', '_')}",
-            username=f"pstest_{name.replace('-', '_')}", password_encrypted=crypto.encrypt(services.new_password()),
-            host=host, port=port,
-        )  # fmt: skip
+        database = provisioned_database(team_a, server, admin_urls[engine], prefix="rr")
         made.append(database)
-        services.provisioner_of(database).ensure(services.spec_for(database))
         return database
 
     yield make

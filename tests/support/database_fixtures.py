@@ -24,8 +24,10 @@ import pytest
 
 from apps.core.access import TeamContext, resolve_team
 from apps.core.actors import Actor
-from apps.databases.models import DatabaseServer
+from apps.databases import services
+from apps.databases.models import Database, DatabaseServer, DatabaseStatus
 from apps.databases.services import server_register
+from apps.secrets import crypto
 from tests.conftest import TeamWorld
 
 PG_BIN = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]) if Path("/usr/lib/postgresql").exists() else None
@@ -160,3 +162,18 @@ def redis_image(docker_engine) -> str:
     from tests.support.db_images import build_redis_image
 
     return build_redis_image()
+
+
+def provisioned_database(world: TeamWorld, server: DatabaseServer, admin_url: str, *, prefix: str) -> Database:
+    """A database row that is already available, with its user and database really made on `server`
+    (reached at `admin_url`), bypassing the create task; drop it with `provisioner_of(...).drop`."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    host, port = services._parse_admin_url(server.engine, admin_url)
+    database = Database.objects.create(
+        team=world.team, project=world.project, name=name, engine=server.engine, server=server,
+        status=DatabaseStatus.AVAILABLE, db_name=f"pstest_{name.replace('-', '_')}",
+        username=f"pstest_{name.replace('-', '_')}", password_encrypted=crypto.encrypt(services.new_password()),
+        host=host, port=port,
+    )  # fmt: skip
+    services.provisioner_of(database).ensure(services.spec_for(database))
+    return database
