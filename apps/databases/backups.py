@@ -192,9 +192,16 @@ def backup_open(*, ctx: TeamContext, backup: Backup) -> tuple[IO[bytes], str]:
 def scheduled_backups(now: datetime | None = None) -> int:
     """Back up every available database whose plan schedules backups and whose last scheduled
     backup (of any outcome: a failing database is not retried every few minutes) is at least the
-    plan's interval old. Also gives up on work whose worker disappeared. Returns how many were queued."""
+    plan's interval old. Also gives up on work whose worker disappeared. Returns how many were queued.
+    Safe to run twice at once (two beats): each database is asked again under its row lock."""
     now = now or timezone.now()
     give_up_stale(now)
+    actor = Actor.system("backup-scheduler")
+    return sum(_backup_if_due(database.pk, now=now, actor=actor) for database in due_for_backup(now))
+
+
+def due_for_backup(now: datetime, *, pk: int | None = None) -> list[Database]:
+    """The available databases (or the one `pk`) whose scheduled backup is due as of `now`."""
     last = (
         Backup.objects.filter(database=OuterRef("pk"), trigger=BackupTrigger.SCHEDULED)
         .order_by("-created_at")
@@ -206,19 +213,29 @@ def scheduled_backups(now: datetime | None = None) -> int:
         .select_related("team__plan")
         .order_by("id")
     )
-    actor = Actor.system("backup-scheduler")
-    queued = 0
-    for database in due:
-        interval = timedelta(hours=database.team.plan.backup_interval_hours)
-        if database.last_scheduled is not None and database.last_scheduled > now - interval:
-            continue
+    if pk is not None:
+        due = due.filter(pk=pk)
+    return [
+        database
+        for database in due
+        if database.last_scheduled is None
+        or database.last_scheduled <= now - timedelta(hours=database.team.plan.backup_interval_hours)
+    ]
+
+
+def _backup_if_due(database_id: int, *, now: datetime, actor: Actor) -> bool:
+    """Queue the database's scheduled backup if it is still due once its row is locked: another pass
+    that read the same list (a second beat) may have backed it up meanwhile — and finished, so the
+    database is available again."""
+    with transaction.atomic():
+        database = Database.objects.select_for_update().filter(pk=database_id).first()
+        if database is None or not due_for_backup(now, pk=database_id):
+            return False
         try:
-            with transaction.atomic():
-                _backup_create(database=database, trigger=BackupTrigger.SCHEDULED, actor=actor)
+            _backup_create(database=database, trigger=BackupTrigger.SCHEDULED, actor=actor)
         except Conflict:
-            continue  # it became busy since the query
-        queued += 1
-    return queued
+            return False  # it became busy since the query
+    return True
 
 
 def give_up_stale(now: datetime) -> None:

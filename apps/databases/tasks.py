@@ -9,6 +9,7 @@ import logging
 
 from celery import shared_task
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.actors import Actor
@@ -158,13 +159,18 @@ def refresh_usage() -> int:
             log.warning("usage of database %s: %s", database.pk, exc)
             continue
         limit = database.team.plan.max_database_size_mb * 2**20
-        if usage.size_bytes > limit >= (database.size_bytes or 0):
+        measured = {"size_bytes": usage.size_bytes, "connections": usage.connections, "usage_at": timezone.now()}
+        row = Database.objects.filter(pk=database.pk)
+        # The crossing is the update that moves the stored size over the limit: two passes at once (two
+        # beats) both measure it over, and only one of them finds it still under.
+        under = Q(size_bytes=None) | Q(size_bytes__lte=limit)
+        crossed = usage.size_bytes > limit and row.filter(under).update(**measured)
+        if crossed:
             event_emit(team=database.team, kind="database.size_exceeded", subject=database, severity=Severity.WARNING,
                        message=f"{database.name} holds {usage.size_bytes // 2**20} MiB; the plan allows "
                                f"{database.team.plan.max_database_size_mb} MiB",
                        data={"size_bytes": usage.size_bytes, "limit_bytes": limit})  # fmt: skip
-        Database.objects.filter(pk=database.pk).update(
-            size_bytes=usage.size_bytes, connections=usage.connections, usage_at=timezone.now()
-        )
+        else:
+            row.update(**measured)
         count += 1
     return count

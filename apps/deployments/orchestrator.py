@@ -137,7 +137,11 @@ def sync_router() -> bool:
     reload, only when something changed)."""
     r = router()
     r.ensure_running()
-    return r.apply_config(router_backends())
+    # Rendered under the router's lock, which every run-time server change takes too: a server another
+    # worker adds or removes meanwhile is either in this render or changed after this reload, never
+    # undone by a reload rendered before it.
+    with r.locked():
+        return r.apply_config(router_backends())
 
 
 def _server(container: Container) -> Server:
@@ -433,11 +437,20 @@ def _fail(deployment: Deployment, reason: str) -> bool:
 
 def _remove_container(container: Container) -> None:
     if container.in_router:
+        _unroute(container)
         router().remove_server(
             container.app.router_backend, container.router_server, drain_timeout=settings.PANDASTACK_DRAIN_TIMEOUT
         )
     engine().remove(container.name)
     container.delete()
+
+
+def _unroute(container: Container) -> None:
+    """Out of the routes in the database before out of the router: a reload rendered from here on
+    leaves the server out (a reload rendered while it is being drained would otherwise put it back,
+    pointing at a container about to stop)."""
+    Container.objects.filter(pk=container.pk).update(in_router=False)
+    container.in_router = False
 
 
 def _retire_containers(app: App, *, keep_deployment: Deployment | None) -> None:
@@ -447,10 +460,10 @@ def _retire_containers(app: App, *, keep_deployment: Deployment | None) -> None:
         old = old.exclude(deployment=keep_deployment)
     for container in old:
         if container.in_router:
+            _unroute(container)
             router().remove_server(
                 app.router_backend, container.router_server, drain_timeout=settings.PANDASTACK_DRAIN_TIMEOUT
             )
-            Container.objects.filter(pk=container.pk).update(in_router=False)
         engine().stop(container.name, timeout=10)
         engine().remove(container.name)
         container.delete()
@@ -528,13 +541,18 @@ def reconcile() -> dict[str, int]:
     from apps.deployments.tasks import deployment_run
 
     for deployment in Deployment.objects.filter(status__in=IN_PROGRESS, updated_at__lt=stale_before):
+        if not _claim_stale(deployment):
+            continue  # another reconcile pass (a second beat's) took it over first
         # No heartbeat for a while: its worker died. The deploy is idempotent; run it again.
         log.warning("taking over stale deployment %s", deployment)
         event(deployment, "Resumed by the reconciler (its worker stopped reporting)", level="warning")
         deployment_run.delay(deployment.pk)
         summary["resumed"] += 1
+    # Listed before the names are read: a deploy on another worker records its container's row before it
+    # creates the container, so whatever it started by the time of the listing is known.
+    running = engine().list({f"{LABEL_PREFIX}managed": "true", **settings.PANDASTACK_EXTRA_LABELS})
     known = set(Container.objects.values_list("name", flat=True))
-    for info in engine().list({f"{LABEL_PREFIX}managed": "true", **settings.PANDASTACK_EXTRA_LABELS}):
+    for info in running:
         if info.name not in known:
             engine().remove(info.id)
             summary["orphans"] += 1
@@ -549,5 +567,24 @@ def reconcile() -> dict[str, int]:
         if backend not in present:
             present[backend] = {state.name for state in r.servers(backend)}
         if container.router_server not in present[backend]:
-            r.add_server(backend, _server(container))
+            _restore_server(container)
     return summary
+
+
+def _claim_stale(deployment: Deployment) -> bool:
+    """A compare-and-set on the deployment's heartbeat: of two reconcile passes that read it stale at
+    once, one takes it over."""
+    claimed = Deployment.objects.filter(pk=deployment.pk, updated_at=deployment.updated_at).update(
+        updated_at=timezone.now()
+    )
+    return bool(claimed)
+
+
+def _restore_server(container: Container) -> None:
+    """Put back a server the router lost, unless it was unrouted since it was read: a retire on another
+    worker unroutes it in the database first, then takes the router's lock to remove it, so asked under
+    that lock the database says whether it is still wanted."""
+    r = router()
+    with r.locked():
+        if Container.objects.filter(pk=container.pk, in_router=True).exists():
+            r.add_server(container.app.router_backend, _server(container))

@@ -23,13 +23,16 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.core.actors import Actor
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from apps.databases import backup_tasks, dumps, services
 from apps.databases.backups import (
+    _backup_if_due,
     backup_capture,
     backup_open,
     backup_restore,
     backup_storage,
+    due_for_backup,
     give_up_stale,
     scheduled_backups,
 )
@@ -433,6 +436,25 @@ def test_scheduled_backups_follow_the_plans_interval(tenants):
         "task": "databases.scheduled_backups",
         "schedule": 300.0,
     }
+
+
+def test_two_scheduled_passes_at_once_take_one_backup(tenants):
+    """Two beats send the pass twice. The second pass read its list before the first queued the
+    backup, and the backup finished meanwhile (the database is available again): asked again under
+    the database's lock, it is not due, and no second backup is taken."""
+    database = tenants("redis")
+    database.team.plan.backup_interval_hours = 24
+    database.team.plan.save()
+    now = timezone.now()
+    second_pass_read = [d.pk for d in due_for_backup(now)]
+    assert second_pass_read == [database.pk]
+    assert scheduled_backups(now) == 1  # the first pass
+    backup_tasks.backup_run(Backup.objects.get(database=database).pk)
+    database.refresh_from_db()
+    assert database.status == "available"
+    actor = Actor.system("backup-scheduler")
+    assert [_backup_if_due(pk, now=now, actor=actor) for pk in second_pass_read] == [False]
+    assert Backup.objects.filter(database=database).count() == 1
 
 
 def test_a_manual_backup_does_not_count_for_the_schedule(tenants, django_capture_on_commit_callbacks):
