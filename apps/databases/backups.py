@@ -45,6 +45,7 @@ from django.utils import timezone
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
 from apps.core.actors import Actor
+from apps.core.broker import enqueue
 from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, NotFound, require_confirmation
 from apps.databases.dumps import FORMATS, BackupError, DumpFormat, format_for, sha256_of
@@ -111,7 +112,7 @@ def _backup_create(*, database: Database, trigger: str, actor: Actor) -> Backup:
     Database.objects.filter(pk=database.pk).update(status=DatabaseStatus.BACKING_UP, updated_at=timezone.now())
     audit_record(actor=actor, action="database.backup", target=database, team=database.team,
                  data={"backup": backup.number, "trigger": trigger})  # fmt: skip
-    transaction.on_commit(lambda: backup_run.delay(backup.pk))
+    enqueue(backup_run, backup.pk)
     return backup
 
 
@@ -152,7 +153,7 @@ def backup_restore(*, ctx: TeamContext, database: Database, backup: Backup, conf
     safety = _safety_create(database, backup, ctx.actor.label)
     audit_record(actor=ctx.actor, action="database.restore", target=database, team=ctx.team,
                  data={"backup": backup.number, "safety_backup": safety.number})  # fmt: skip
-    transaction.on_commit(lambda: restore_run.delay(backup.pk, safety.pk))
+    enqueue(restore_run, backup.pk, safety.pk)
     return backup
 
 

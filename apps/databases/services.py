@@ -17,6 +17,7 @@ from django.utils import timezone
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
 from apps.core.actors import Actor
+from apps.core.broker import enqueue
 from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, require_confirmation
 from apps.databases.models import (
@@ -223,7 +224,7 @@ def database_create(
     database.save(update_fields=["db_name", "username", "host", "port"])
     audit_record(actor=ctx.actor, action="database.create", target=database, team=team,
                  data={"engine": engine, "placement": placement, "project": project.slug})  # fmt: skip
-    transaction.on_commit(lambda: database_provision.delay(database.pk))
+    enqueue(database_provision, database.pk)
     return database
 
 
@@ -262,9 +263,9 @@ def database_delete(*, ctx: TeamContext, database: Database, confirm: str) -> Da
     audit_record(actor=ctx.actor, action="database.delete", target=database, team=ctx.team,
                  data={"purge_after": database.purge_after.isoformat(), "detached": detached})  # fmt: skip
     if grace:
-        transaction.on_commit(lambda: database_lock.delay(database.pk))
+        enqueue(database_lock, database.pk)
     else:
-        transaction.on_commit(lambda: database_deprovision.delay(database.pk))
+        enqueue(database_deprovision, database.pk)
     return database
 
 
@@ -292,7 +293,7 @@ def database_undelete(*, ctx: TeamContext, database: Database) -> Database:
     database.deleted_at = database.purge_after = None
     database.save(update_fields=["status", "status_reason", "deleted_at", "purge_after", "updated_at"])
     audit_record(actor=ctx.actor, action="database.undelete", target=database, team=ctx.team)
-    transaction.on_commit(lambda: database_provision.delay(database.pk))
+    enqueue(database_provision, database.pk)
     return database
 
 
@@ -345,7 +346,7 @@ def database_rotate(*, ctx: TeamContext, database: Database) -> Database:
     database = Database.objects.select_for_update().get(pk=database.pk)
     _require_status(database, DatabaseStatus.AVAILABLE, doing="rotated")
     audit_record(actor=ctx.actor, action="database.rotate", target=database, team=ctx.team)
-    transaction.on_commit(lambda: database_rotate_credentials.delay(database.pk, ctx.actor.label))
+    enqueue(database_rotate_credentials, database.pk, ctx.actor.label)
     return database
 
 

@@ -5,6 +5,7 @@ Celery tasks (apps.deployments.tasks) and the reconciler, never by a web request
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -19,6 +20,7 @@ from django.core.cache import cache as django_cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.core.broker import REDIS_DOWN
 from apps.deployments.models import IN_PROGRESS, App, Container, Deployment, DeploymentEvent, DeploymentStatus
 from apps.deployments.selectors import LOG_TAIL_MARKER, app_log_masker
 from apps.events.models import Severity
@@ -104,7 +106,10 @@ def app_lock(app_id: int, *, wait: float = 0.0, deployment_id: int | None = None
     def beat() -> None:
         try:
             while not stop.wait(interval):
-                django_cache.touch(key, ttl)
+                # Redis away for a moment (a restart): keep the database heartbeat going (the reconciler
+                # reads that one); the key is touched again once Redis is back, if it kept it.
+                with contextlib.suppress(*REDIS_DOWN):
+                    django_cache.touch(key, ttl)
                 if deployment_id is not None:
                     Deployment.objects.filter(pk=deployment_id).update(updated_at=timezone.now())
         finally:
@@ -117,7 +122,8 @@ def app_lock(app_id: int, *, wait: float = 0.0, deployment_id: int | None = None
     finally:
         stop.set()
         thread.join()
-        django_cache.delete(key)
+        with contextlib.suppress(*REDIS_DOWN):  # else the key expires on its own within ttl
+            django_cache.delete(key)
 
 
 # --- the router -------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.DatabaseBusyMiddleware",
+    "apps.core.middleware.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -131,7 +132,15 @@ STORAGES = {
 
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A Redis that went away must fail a cache call in a second or two, not hang the request (the
+            # API throttle then lets requests through; see apps.core.api.throttling).
+            "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 2.0},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -232,6 +241,10 @@ if CELERY_BROKER_URL == "filesystem://":
         # let a burst of deploys and variable changes queue for minutes. A listdir is cheap.
         "polling_interval": 0.1,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A broker that vanishes without closing its connections (a failover, a firewall) must fail a publish
+    # within seconds rather than hang it (kombu waits forever by default).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2.0, "socket_timeout": 10.0}
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Reliable delivery: a task is acknowledged only after it ran, is re-queued when its worker dies,
@@ -245,6 +258,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=15 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=14 * 60)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker whose broker is down waits for it however long it takes (Celery gives up after 100 tries,
+# about 45 minutes, and the worker exits); it reconnects on a short schedule (pandastack.celery.Consumer).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CONSUMER = "pandastack.celery:Consumer"
+# A write that needs a worker first asks the broker (one PING) and answers 503 service_unavailable,
+# having changed nothing, when no answer comes within this many seconds (apps.core.broker).
+PANDASTACK_BROKER_CHECK_TIMEOUT = env.float("PANDASTACK_BROKER_CHECK_TIMEOUT", default=1.0)
+# Tasks whose publish failed after their transaction committed are kept in the database and published
+# again when a worker (re)connects, and at this interval (seconds) by beat as a backstop.
+PANDASTACK_PENDING_TASKS_RELAY_INTERVAL = env.float("PANDASTACK_PENDING_TASKS_RELAY_INTERVAL", default=30.0)
 CELERY_TIMEZONE = "UTC"
 
 # --- Logging ------------------------------------------------------------------------------------
@@ -273,6 +296,7 @@ PANDASTACK_EXTRA_LABELS: dict[str, str] = env.dict("PANDASTACK_EXTRA_LABELS", de
 PANDASTACK_RECONCILE_INTERVAL = env.float("PANDASTACK_RECONCILE_INTERVAL", default=15.0)
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "deployments.reconcile", "schedule": PANDASTACK_RECONCILE_INTERVAL},
+    "relay-pending-tasks": {"task": "core.relay_pending_tasks", "schedule": PANDASTACK_PENDING_TASKS_RELAY_INTERVAL},
 }
 
 # --- Monitoring and alerts (`manage.py run_monitor`) ---------------------------------------------
@@ -292,6 +316,9 @@ PANDASTACK_HEALTH_CHECK_INTERVAL = env.float("PANDASTACK_HEALTH_CHECK_INTERVAL",
 PANDASTACK_HEALTH_CHECK_TIMEOUT = env.float("PANDASTACK_HEALTH_CHECK_TIMEOUT", default=3.0)
 PANDASTACK_HEALTH_DOWN_AFTER = env.int("PANDASTACK_HEALTH_DOWN_AFTER", default=2)  # consecutive failed checks
 PANDASTACK_ALERT_EVALUATION_INTERVAL = env.float("PANDASTACK_ALERT_EVALUATION_INTERVAL", default=2.0)
+# The collecting monitor asks the router's master this often whether it runs, and starts it again with
+# all its routes when it died (HAProxy killed -9 or crashed): routes are back within about this long.
+PANDASTACK_ROUTER_WATCH_INTERVAL = env.float("PANDASTACK_ROUTER_WATCH_INTERVAL", default=2.0)
 # Platform events and notification deliveries are kept this many days.
 PANDASTACK_HISTORY_RETENTION_DAYS = env.int("PANDASTACK_HISTORY_RETENTION_DAYS", default=90)
 # An incident's timeline starts this long before it opened (the deploys and crashes that led to it).
