@@ -11,8 +11,9 @@ it. The worker then exits within seconds.
 How the stop reaches the task (Celery 5.x prefork, read from celery/apps/worker.py and
 billiard/pool.py):
 - `kill -TERM <main pid>` (scripts/run): only the main process gets the signal. It starts the warm
-  shutdown and sends `worker_shutting_down`; our receiver relays SIGTERM to each pool process that is
-  running a task (`active_requests[*].worker_pid`).
+  shutdown and sends `worker_shutting_down`; our receiver stops the worker consuming (so the handed-back
+  message goes to another worker, not back to this one) and relays SIGTERM to each pool process that
+  is running a task (`active_requests[*].worker_pid`).
 - SIGTERM to the whole process group (systemd's default, `docker stop` of a container whose init
   forwards it, the e2e tests): the pool process gets it directly too. billiard installs a handler there
   that raises SystemExit wherever the task is — so while a task runs (`task_prerun` .. `task_postrun`),
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 _requested = threading.Event()
 _state = {"interruptible": 0, "raised": False}
 _swapped: list[Any] = []  # the pool process's own SIGTERM handler while ours stands in for it
+_consumer: list[Any] = []
 
 
 class WorkerStopping(Reject):
@@ -118,10 +120,23 @@ def _task_finished(**_: Any) -> None:
         signal.signal(signal.SIGTERM, _swapped.pop())
 
 
+def _worker_ready(sender: Any = None, **_: Any) -> None:
+    _consumer[:] = [sender]  # the main process's Consumer, to stop taking messages when stopping
+
+
 def _worker_shutting_down(**_: Any) -> None:
-    """In the main process, from its SIGTERM/SIGINT handler: tell the busy pool processes."""
+    """In the main process, from its SIGTERM/SIGINT handler: stop taking messages, then tell the busy
+    pool processes. Consuming stops first (as Celery's own cold shutdown does), or the message a task
+    hands back could come straight back to this worker: a warm shutdown keeps its consumer polling
+    until the running task ends, and the folder broker hands a requeued message to whoever polls."""
     from celery.worker import state
 
+    consumer = _consumer[0] if _consumer else None
+    if consumer is not None and consumer.task_consumer is not None:
+        try:
+            consumer.task_consumer.cancel()
+        except Exception as exc:  # the broker is gone: nothing will be delivered anyway
+            log.warning("could not stop consuming: %s", exc)
     for request in list(state.active_requests):
         pid = request.worker_pid
         if pid and pid != os.getpid():
@@ -136,4 +151,5 @@ def connect_celery_signals() -> None:
 
     signals.task_prerun.connect(_task_started, weak=False, dispatch_uid="pandastack-handback-prerun")
     signals.task_postrun.connect(_task_finished, weak=False, dispatch_uid="pandastack-handback-postrun")
+    signals.worker_ready.connect(_worker_ready, weak=False, dispatch_uid="pandastack-handback-ready")
     signals.worker_shutting_down.connect(_worker_shutting_down, weak=False, dispatch_uid="pandastack-handback")

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import kombu
 import psycopg
 import pytest
@@ -49,11 +50,13 @@ from apps.databases.backups import backup_capture, backup_storage
 from apps.databases.models import Backup, BackupStatus, Database, DatabaseStatus
 from apps.deployments import orchestrator
 from apps.deployments.models import Container, Deployment, DeploymentEvent
+from apps.runtime.router import HAProxyRouter
 from apps.teams.models import Plan
 from tests.conftest import TeamWorld, make_team
 from tests.e2e.test_cron_e2e import YEARLY, SchedulerProcess
 from tests.e2e.test_deploy import create_app, deploy, host, owner_client
-from tests.support import TEST_RUN_LABEL
+from tests.e2e.test_sqlite_embedded import Drill
+from tests.support import TEST_RUN_LABEL, remove_test_run
 from tests.support.database_fixtures import ctx_of, provisioned_database
 from tests.support.platform_fixtures import WorkerProcess, wait_deployment, wait_for
 
@@ -647,3 +650,83 @@ def test_a_slow_cron_start_is_not_mistaken_for_a_dead_scheduler(cron_team, sched
     finished = wait_run(job, lambda r: r.finished_at is not None, "the pull to fail", timeout=60)
     assert finished.status == RunStatus.FAILED and "image not found" in finished.reason, finished.reason
     assert CronRun.objects.filter(job=job).count() == 1
+
+
+# --- the embedded default: what scripts/run starts ---------------------------------------------------
+@pytest.fixture
+def embedded(tmp_path, docker_engine) -> Iterator[Drill]:
+    """The processes of `scripts/run` on a fresh SQLite file and the folder broker, with the default
+    heartbeat, staleness, takeover and reconcile settings (see tests/e2e/test_sqlite_embedded.py)."""
+    drill = Drill(tmp_path)
+    drill.env.pop("PANDASTACK_RECONCILE_INTERVAL")
+    try:
+        yield drill
+    finally:
+        try:
+            drill.stop_all()
+            HAProxyRouter(state_dir=drill.router_dir, http_port=drill.router_port).stop()
+        finally:
+            leftovers = remove_test_run(docker_engine.client, drill.run_id)
+            assert not leftovers, leftovers
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_embedded_default_worker_restarted_mid_deploy_resumes_it(embedded, web_image, slow_image, sig):
+    """scripts/run's single worker, stopped as scripts/run stops it (SIGTERM to its main process) or
+    killed, then started again: the deployment is resumed from the folder broker (the handed-back
+    message) or by the takeover sweep (a killed worker's message is gone with it on this broker)."""
+    token = embedded.bootstrap()
+    embedded.start_all(only={"worker", "beat", "web"})
+    worker = next(proc for proc in embedded.procs if proc.name == "worker")
+    api = f"http://127.0.0.1:{embedded.web_port}/api/v1/teams/{embedded.team}"
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+
+        def status(number: int) -> str:
+            return http.get(f"/apps/web/deployments/{number}/").json()["status"]
+
+        def events(number: int) -> list[dict]:
+            return http.get(f"/apps/web/deployments/{number}/events/").json()["results"]
+
+        assert http.post("/projects/", json={"slug": "web", "name": "Web"}).status_code == 201
+        app = {"name": "web", "project": "web", "port": 8080, "health_check_path": "/healthz"}
+        assert http.post("/apps/", json=app).status_code == 201
+        first = http.post("/apps/web/deployments/", json={"image": web_image}).json()["id"]
+        wait_for(lambda: status(first) == "live", timeout=90, what="the first release to go live")
+        number = http.post("/apps/web/deployments/", json={"image": slow_image}).json()["id"]
+        wait_for(lambda: status(number) == "health_checking", timeout=60, what="the health check")
+
+        wall = timezone.now()
+        sent = time.monotonic()
+        if sig == signal.SIGTERM:
+            os.kill(worker.process.pid, signal.SIGTERM)  # scripts/run's stop_all
+        else:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+        worker.process.wait(WORKER_EXITS_WITHIN + 5)
+        exited = since(sent)
+        worker.log_path.rename(worker.log_path.with_suffix(".before-restart.log"))  # "ready." anew
+        worker.start()
+        wait_for(worker.is_ready, timeout=60, what="the worker to start again")
+        up = since(sent)
+
+        def resumed() -> dict | None:
+            return next((e for e in events(number) if e["message"].startswith("Resumed")), None)
+
+        event = wait_for(resumed, timeout=30, what="the resume")
+        resumed_in = seconds_between(wall, datetime.fromisoformat(event["at"].replace("Z", "+00:00")))
+        wait_for(lambda: status(number) == "live", timeout=60, what="the resumed release to go live")
+        messages = [e["message"] for e in events(number)]
+    report(
+        f"embedded default (SQLite, folder broker): worker {sig.name} mid-deploy, restarted",
+        worker_exited_in=exited,
+        worker_up_again_in=up,
+        resumed_in=resumed_in,
+        live_in=since(sent),
+    )
+    assert exited <= WORKER_EXITS_WITHIN
+    if sig == signal.SIGTERM:
+        assert sum(m.startswith("Handed back") for m in messages) == 1, messages
+        assert resumed_in <= up + SIGTERM_RESUMED_WITHIN  # as soon as a worker is back
+    else:
+        assert resumed_in <= SIGKILL_RECOVERED_WITHIN
+    served = httpx.get(f"http://127.0.0.1:{embedded.router_port}/", headers={"Host": f"web.{embedded.team}.localhost"})
+    assert served.status_code == 200
