@@ -40,7 +40,9 @@ class LeaseLost(Exception):
 
 
 def heartbeat_interval() -> float:
-    return max(0.2, settings.PANDASTACK_HEARTBEAT_SECONDS)
+    """PANDASTACK_HEARTBEAT_SECONDS, but at least four beats per stale time whatever the two are set to:
+    live work must never look stale, and a lock (three beats) must lapse before the takeover comes."""
+    return max(0.2, min(settings.PANDASTACK_HEARTBEAT_SECONDS, settings.PANDASTACK_WORKER_STALE_SECONDS / 4))
 
 
 def lock_ttl() -> int:

@@ -254,6 +254,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
+    # The worker's per-task lines for the sweep Celery beat sends every 2 s (apps.core.log_filters).
+    "filters": {"routine_tasks": {"()": "apps.core.log_filters.QuietRoutineTasks"}},
+    "loggers": {
+        "celery.worker.strategy": {"filters": ["routine_tasks"]},
+        "celery.app.trace": {"filters": ["routine_tasks"]},
+    },
 }
 
 # --- Runtime: the Docker Engine, the router, deploys ------------------------------------------------
