@@ -52,7 +52,7 @@ from apps.core.leases import lease, stale_before
 from apps.databases.dumps import FORMATS, BackupError, DumpFormat, format_for, sha256_of
 from apps.databases.models import Backup, BackupStatus, BackupTrigger, Database, DatabaseStatus
 from apps.databases.provisioners import ProvisionerError
-from apps.databases.services import admin_url_of, spec_for
+from apps.databases.services import admin_url_of, spec_for, work_lock_key
 from apps.events.models import Severity
 from apps.events.services import event_emit
 from apps.secrets.crypto import DecryptionFailed
@@ -569,7 +569,7 @@ def restore_execute(backup_id: int, safety_id: int | None = None) -> None:
     database = backup.database
     safety = _safety_backup(database, backup, safety_id)
     touch = _heartbeat(backups=(safety.pk,), restoring=database.pk)
-    with lease(f"pandastack:lock:database:{database.pk}", holder=f"restore:{backup.pk}", touch=touch) as held:
+    with lease(work_lock_key(database.pk), holder=f"restore:{backup.pk}", touch=touch) as held:
         if held is None:
             return  # another worker is restoring it right now
         try:

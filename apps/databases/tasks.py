@@ -37,10 +37,6 @@ def _fail(database: Database, reason: str) -> None:
                message=f"{database.name}: {reason[:300]}", data={"engine": database.engine})  # fmt: skip
 
 
-def _provisioning_lock(database_id: int) -> str:
-    return f"pandastack:lock:database:{database_id}"
-
-
 @shared_task(name="databases.provision")
 def database_provision(database_id: int) -> None:
     """Make the database exist (a dedicated container first when it has one), then mark it available.
@@ -55,7 +51,8 @@ def database_provision(database_id: int) -> None:
     def touch() -> None:
         Database.objects.filter(pk=database_id, status=DatabaseStatus.PROVISIONING).update(updated_at=timezone.now())
 
-    with lease(_provisioning_lock(database_id), holder=f"database:{database_id}", touch=touch) as held:
+    stopped: Exception | None = None
+    with lease(services.work_lock_key(database_id), holder=f"provision:{database_id}", touch=touch) as held:
         if held is None:
             return  # another worker is provisioning it right now
         try:
@@ -71,11 +68,14 @@ def database_provision(database_id: int) -> None:
                 usage = provisioner.usage(services.spec_for(database))
         except Exception as exc:  # any failure (server, engine) is recorded with its reason
             if isinstance(exc, shutdown.WorkerStopping) or shutdown.stop_requested():
-                _hand_back(database_id)
-                raise shutdown.WorkerStopping() from exc
-            log.warning("provisioning database %s failed: %s", database_id, exc)
-            _fail(database, f"Provisioning failed: {exc}")
-            return
+                stopped = exc  # handed back below, once the heartbeat has stopped
+            else:
+                log.warning("provisioning database %s failed: %s", database_id, exc)
+                _fail(database, f"Provisioning failed: {exc}")
+                return
+    if stopped is not None:
+        _hand_back(database_id)
+        raise shutdown.WorkerStopping() from stopped
     Database.objects.filter(pk=database.pk, status__in=(DatabaseStatus.PROVISIONING, DatabaseStatus.FAILED)).update(
         status=DatabaseStatus.AVAILABLE, status_reason="", size_bytes=usage.size_bytes,
         connections=usage.connections, usage_at=timezone.now(), updated_at=timezone.now(),
