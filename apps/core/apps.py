@@ -7,4 +7,7 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from apps.core import checks  # noqa: F401  # registers the system checks
+        from apps.core import checks, shutdown  # noqa: F401  # importing checks registers the system checks
+
+        # Celery workers hand work back on a graceful stop (apps.core.shutdown); elsewhere inert.
+        shutdown.connect_celery_signals()

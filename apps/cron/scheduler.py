@@ -1,7 +1,13 @@
 """The cron scheduler: one `tick()` schedules due slots, starts pending runs and reaps finished
 ones. `manage.py run_scheduler` calls it twice a second; any number of schedulers may run at once
 (row locks with SKIP LOCKED, a unique run per slot, and a compare-and-set claim on each run make
-every slot run exactly once)."""
+every slot run exactly once).
+
+A scheduler that is stopped or killed loses nothing: a run's container keeps running without it and
+the next tick of any scheduler reaps it with its real exit code. A run whose scheduler died while
+starting it (claimed, its image pulling, its container created but not started) is told from a slow
+start by the starter's heartbeat (apps.core.leases): no heartbeat for PANDASTACK_WORKER_STALE_SECONDS
+and the run fails with the reason, its half-made container removed, never started twice."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.leases import lease, stale_before
 from apps.cron.models import FINISHED, ConcurrencyPolicy, CronJob, CronRun, RunStatus, Trigger
 from apps.cron.schedule import next_run
 from apps.deployments import orchestrator
@@ -30,9 +37,6 @@ from apps.teams.quotas import Limit, plan_cap
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 50
-# How long a running run may have no container before it counts as disappeared: another scheduler
-# may be creating it (and pulling its image) right now.
-START_GRACE_SECONDS = 60
 
 
 @dataclass
@@ -147,6 +151,20 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
             for other in others:
                 _stop(other, RunStatus.CANCELLED, "replaced by a newer run (policy: replace)")
         claimed.append(run)
+    if not claimed:
+        return
+    ids = [run.pk for run in claimed]
+
+    def touch() -> None:
+        CronRun.objects.filter(pk__in=ids, status=RunStatus.RUNNING).update(updated_at=timezone.now())
+
+    # One heartbeat for every run this tick starts, until the last container runs: a slow image pull
+    # is not mistaken for a dead scheduler by the others.
+    with lease(None, holder="cron-start", touch=touch):
+        summary.started += _start_claimed(claimed)
+
+
+def _start_claimed(claimed: list[CronRun]) -> int:
     if len(claimed) > 1 and not connection.in_atomic_block:
         # Starting a container takes a few hundred milliseconds: start the due runs side by side so
         # the last one is not late. (Threads see only committed rows, hence not inside a transaction.)
@@ -156,9 +174,8 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
             with contextlib.suppress(EngineError):
                 orchestrator.engine().ensure_network(orchestrator.team_network(slug), orchestrator.network_labels(slug))
         with ThreadPoolExecutor(max_workers=min(8, len(claimed))) as pool:
-            summary.started += sum(pool.map(_start_in_thread, claimed))
-    else:
-        summary.started += sum(_start(run) for run in claimed)
+            return sum(pool.map(_start_in_thread, claimed))
+    return sum(_start(run) for run in claimed)
 
 
 _CLAIMED, _TEAM_FULL, _LOST = "claimed", "team_full", "lost"
@@ -178,7 +195,7 @@ def _claim_within_team_cap(run: CronRun) -> str:
         if running.count() >= job.team.plan.max_concurrent_cron_runs:
             return _TEAM_FULL
         claimed = CronRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
-            status=RunStatus.RUNNING, started_at=timezone.now()
+            status=RunStatus.RUNNING, started_at=timezone.now(), updated_at=timezone.now()
         )
     return _CLAIMED if claimed else _LOST
 
@@ -238,14 +255,18 @@ def _start_container(run: CronRun) -> None:
         env = environment_from_versions(live.config.get("variables") or {})
     else:
         image = job.image
-    name = f"ps-cron-{job.team.slug}-{job.name}-{run.pk}"
-    CronRun.objects.filter(pk=run.pk).update(container_name=name, image=image)
-    run.container_name, run.image = name, image
+    CronRun.objects.filter(pk=run.pk).update(image=image)
+    run.image = image
     engine = orchestrator.engine()
     # As for a deploy: with the team's registry login, and asking the registry again for a private host.
     pull = image_pull_for(team=job.team, image=image)
     engine.ensure_image(image, auth=pull.auth, always_pull=pull.always_pull)
     engine.ensure_network(orchestrator.team_network(job.team.slug), orchestrator.network_labels(job.team.slug))
+    # Named once the image is here, just before the container is made: a run without a name never had a
+    # container (its starter died pulling), one whose named container is gone had it disappear.
+    name = f"ps-cron-{job.team.slug}-{job.name}-{run.pk}"
+    CronRun.objects.filter(pk=run.pk).update(container_name=name)
+    run.container_name = name
     engine.run(
         ContainerSpec(
             name=name,
@@ -283,11 +304,11 @@ def _start_container(run: CronRun) -> None:
 def _reap_running(now: datetime, summary: TickSummary) -> None:
     running = CronRun.objects.filter(status=RunStatus.RUNNING).select_related("job__team")
     for run in running:
-        # No name yet, or a container created but not started: a scheduler is starting it right now,
-        # or stopped (was killed) while it did; after the grace, the run is given up on.
+        # No name yet, or a container created but not started: a scheduler is starting it right now
+        # (its heartbeat keeps the run fresh through a slow pull), or died while it did (no heartbeat).
         info = orchestrator.engine().inspect(run.container_name) if run.container_name else None
         if info is None or info.status == "created":
-            if run.started_at and now - run.started_at < timedelta(seconds=START_GRACE_SECONDS):
+            if run.updated_at >= stale_before(now):
                 continue
             if info is None and run.container_name:
                 reason = "the run's container disappeared"

@@ -77,6 +77,12 @@ def admin_url_of(database: Database) -> str:
     return crypto.decrypt(database.server.admin_url_encrypted)
 
 
+def work_lock_key(database_id: int) -> str:
+    """The lease lock (apps.core.leases) a worker holds while it provisions or restores the database:
+    one of those at a time per database."""
+    return f"pandastack:lock:database:{database_id}"
+
+
 def provisioner_of(database: Database) -> Provisioner:
     return provisioner_for(database.engine, admin_url_of(database))
 

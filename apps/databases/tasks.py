@@ -8,11 +8,14 @@ import dataclasses
 import logging
 
 from celery import shared_task
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core import shutdown
 from apps.core.actors import Actor
+from apps.core.broker import enqueue
+from apps.core.leases import lease, long_ago, stale_before
 from apps.databases import services
 from apps.databases.models import Database, DatabaseStatus, Placement
 from apps.databases.provisioners import ProvisionerError
@@ -38,28 +41,73 @@ def _fail(database: Database, reason: str) -> None:
 
 @shared_task(name="databases.provision")
 def database_provision(database_id: int) -> None:
-    """Make the database exist (a dedicated container first when it has one), then mark it available."""
+    """Make the database exist (a dedicated container first when it has one), then mark it available.
+
+    Under the database's lease: one worker at a time, its heartbeat on the row while it works (a
+    worker that dies is noticed by the takeover sweep, which queues this again). A worker asked to
+    stop hands it back (WorkerStopping): every step is safe to cut and to run again."""
     database = _load(database_id)
     if database is None or database.status not in (DatabaseStatus.PROVISIONING, DatabaseStatus.FAILED):
         return
-    try:
-        if database.placement == Placement.DEDICATED:
-            from apps.databases import dedicated
 
-            server = dedicated.ensure_container(database)
-            Database.objects.filter(pk=database.pk).update(host=server.host, port=server.port)
-            database.host, database.port = server.host, server.port
-        provisioner = services.provisioner_of(database)
-        provisioner.ensure(services.spec_for(database))
-        usage = provisioner.usage(services.spec_for(database))
-    except Exception as exc:  # any failure (server, engine) is recorded with its reason
-        log.warning("provisioning database %s failed: %s", database_id, exc)
-        _fail(database, f"Provisioning failed: {exc}")
-        return
+    def touch() -> None:
+        Database.objects.filter(pk=database_id, status=DatabaseStatus.PROVISIONING).update(updated_at=timezone.now())
+
+    stopped: Exception | None = None
+    with lease(services.work_lock_key(database_id), holder=f"provision:{database_id}", touch=touch) as held:
+        if held is None:
+            return  # another worker is provisioning it right now
+        try:
+            with shutdown.interruptible():
+                if database.placement == Placement.DEDICATED:
+                    from apps.databases import dedicated
+
+                    server = dedicated.ensure_container(database)
+                    Database.objects.filter(pk=database.pk).update(host=server.host, port=server.port)
+                    database.host, database.port = server.host, server.port
+                provisioner = services.provisioner_of(database)
+                provisioner.ensure(services.spec_for(database))
+                usage = provisioner.usage(services.spec_for(database))
+        except Exception as exc:  # any failure (server, engine) is recorded with its reason
+            if isinstance(exc, shutdown.WorkerStopping) or shutdown.stop_requested():
+                stopped = exc  # handed back below, once the heartbeat has stopped
+            else:
+                log.warning("provisioning database %s failed: %s", database_id, exc)
+                _fail(database, f"Provisioning failed: {exc}")
+                return
+    if stopped is not None:
+        _hand_back(database_id)
+        raise shutdown.WorkerStopping() from stopped
     Database.objects.filter(pk=database.pk, status__in=(DatabaseStatus.PROVISIONING, DatabaseStatus.FAILED)).update(
         status=DatabaseStatus.AVAILABLE, status_reason="", size_bytes=usage.size_bytes,
         connections=usage.connections, usage_at=timezone.now(), updated_at=timezone.now(),
     )  # fmt: skip
+
+
+def _hand_back(database_id: int) -> None:
+    """Interrupted by the worker's stop (a statement cut mid-way, a container half started): still
+    provisioning, and stale at once so that the sweep takes it over if the queued message were lost."""
+    connection.close()  # the interruption may have cut the worker's own connection mid-query too
+    Database.objects.filter(pk=database_id, status=DatabaseStatus.PROVISIONING).update(updated_at=long_ago())
+
+
+def take_over_stale_provisioning() -> int:
+    """Queue again every database still provisioning whose heartbeat stopped (its worker died, or its
+    message waits behind others: provisioning is idempotent and leased, so a second run is harmless).
+    Claimed with a compare-and-set on the heartbeat, so concurrent sweeps queue it once. How many."""
+    cutoff = stale_before()
+    resumed = 0
+    for database_id in Database.objects.filter(status=DatabaseStatus.PROVISIONING, updated_at__lt=cutoff).values_list(
+        "pk", flat=True
+    ):
+        claimed = Database.objects.filter(
+            pk=database_id, status=DatabaseStatus.PROVISIONING, updated_at__lt=cutoff
+        ).update(updated_at=timezone.now())
+        if claimed:
+            log.warning("taking over the provisioning of database %s (no heartbeat)", database_id)
+            enqueue(database_provision, database_id, defer=True)
+            resumed += 1
+    return resumed
 
 
 LOCK_FAILED = "Refusing the credentials failed (retried by the purge task): "

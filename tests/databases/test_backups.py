@@ -472,17 +472,39 @@ def test_work_whose_worker_disappeared_is_given_up(tenants):
     Database.objects.filter(pk=restoring.pk).update(
         status=DatabaseStatus.RESTORING, updated_at=timezone.now() - timedelta(hours=3)
     )
+    # Its heartbeat stopped a moment longer ago than the stale time: its worker died.
+    silent = timezone.now() - timedelta(seconds=django_settings.PANDASTACK_WORKER_STALE_SECONDS + 1)
+    Backup.objects.filter(pk=backup.pk).update(updated_at=silent)
 
-    give_up_stale(timezone.now())
+    assert give_up_stale(timezone.now()) == 2
 
     backup.refresh_from_db()
     database.refresh_from_db()
     restoring.refresh_from_db()
-    assert backup.status == "failed" and "never finished" in backup.error
+    assert backup.status == "failed" and "never finished" in backup.error and "worker stopped" in backup.error
     assert database.status == restoring.status == DatabaseStatus.AVAILABLE
     assert "never finished" in restoring.status_reason
     assert PlatformEvent.objects.filter(kind="database.backup_failed", subject_id=str(database.pk)).exists()
     assert PlatformEvent.objects.filter(kind="database.restore_failed", subject_id=str(restoring.pk)).exists()
+
+
+def test_a_backup_whose_worker_died_while_writing_its_file_is_failed_and_its_partial_file_deleted(tenants):
+    database = tenants("redis")
+    partial = backup_storage().save(f"{database.team.slug}/{database.name}/1-partial.rdbx", io.BytesIO(b"half"))
+    backup = Backup.objects.create(team=database.team, database=database, number=1, status="running",
+                                   started_at=timezone.now(), file_name=partial)  # fmt: skip
+    Database.objects.filter(pk=database.pk).update(status=DatabaseStatus.BACKING_UP)
+
+    assert give_up_stale() == 0  # its heartbeat is fresh: a worker is still writing it
+    silent = timezone.now() - timedelta(seconds=django_settings.PANDASTACK_WORKER_STALE_SECONDS + 1)
+    Backup.objects.filter(pk=backup.pk).update(updated_at=silent)
+    assert give_up_stale() == 1
+
+    backup.refresh_from_db()
+    assert (backup.status, backup.file_name, backup.sha256) == ("failed", "", "")
+    assert "its partial file was deleted" in backup.error
+    assert not backup_storage().exists(partial)
+    assert Database.objects.get(pk=database.pk).status == DatabaseStatus.AVAILABLE
 
 
 def test_backup_tasks_are_idempotent(tenants, django_capture_on_commit_callbacks):
@@ -495,10 +517,17 @@ def test_backup_tasks_are_idempotent(tenants, django_capture_on_commit_callbacks
     backup.refresh_from_db()
     assert (backup.file_name, backup.sha256, backup.finished_at) == first
 
-    # A worker killed mid-way: the backup is still running and a partial file is on record.
+    # Running under a worker whose heartbeat is fresh: a second (redelivered) message leaves it to it.
     partial = backup_storage().save(f"{database.team.slug}/{database.name}/partial", io.BytesIO(b"x"))
-    Backup.objects.filter(pk=backup.pk).update(status="running", file_name=partial)
+    Backup.objects.filter(pk=backup.pk).update(status="running", file_name=partial, updated_at=timezone.now())
     Database.objects.filter(pk=database.pk).update(status=DatabaseStatus.BACKING_UP)
+    backup_tasks.backup_run(backup.pk)
+    backup.refresh_from_db()
+    assert (backup.status, backup.file_name) == ("running", partial)
+
+    # A worker killed mid-way: still running, a partial file on record, and its heartbeat silent.
+    silent = timezone.now() - timedelta(seconds=django_settings.PANDASTACK_WORKER_STALE_SECONDS + 1)
+    Backup.objects.filter(pk=backup.pk).update(updated_at=silent)
     backup_tasks.backup_run(backup.pk)
     backup.refresh_from_db()
     assert backup.status == "succeeded" and backup.file_name != partial

@@ -128,7 +128,6 @@ def platform_settings(django_db_setup, django_db_blocker, tmp_path_factory) -> I
         "PANDASTACK_ROUTER_BIND": "127.0.0.1",
         "PANDASTACK_ROUTER_ACCESS_LOG_PORT": free_udp_port(),
         "PANDASTACK_EXTRA_LABELS": {TEST_RUN_LABEL: run_id},
-        "PANDASTACK_STALE_DEPLOYMENT_SECONDS": 3.0,
     }
     saved = {name: getattr(settings, name) for name in values}
     for name, value in values.items():
@@ -150,7 +149,6 @@ def platform_settings(django_db_setup, django_db_blocker, tmp_path_factory) -> I
         "PANDASTACK_EXTRA_LABELS": f"{TEST_RUN_LABEL}={run_id}",
         "PANDASTACK_HEALTH_TIMEOUT": str(settings.PANDASTACK_HEALTH_TIMEOUT),
         "PANDASTACK_DRAIN_TIMEOUT": str(settings.PANDASTACK_DRAIN_TIMEOUT),
-        "PANDASTACK_STALE_DEPLOYMENT_SECONDS": "3",
     }
     yield {"env": env, "run_id": run_id, "router_dir": router_dir}
     try:
