@@ -22,6 +22,7 @@ can be slowed down otherwise). Each drill prints how long convergence took (run 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -139,15 +140,15 @@ def since(start: float) -> float:
 
 
 # --- the broker: a message redelivered after a worker died ------------------------------------------
-def redeliver_unacked() -> list[tuple[str, str]]:
+def redeliver_unacked() -> list[tuple[str, list]]:
     """What Redis's visibility timeout does an hour after a worker died holding messages: put its
     unacknowledged messages back on the queue (here at once). Returns them as (task name, its
-    arguments as Celery shows them, e.g. "(12,)")."""
+    positional arguments as a list, e.g. [12]: Celery shows them as "(12,)" or "[12]")."""
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     headers = [json.loads(raw)[0]["headers"] for raw in client.hvals("unacked")]
     with kombu.Connection(settings.CELERY_BROKER_URL, transport_options={"visibility_timeout": 0}) as conn:
         conn.default_channel.qos.restore_visible(num=1000)
-    return [(header["task"], header["argsrepr"]) for header in headers]
+    return [(header["task"], list(ast.literal_eval(header["argsrepr"]))) for header in headers]
 
 
 def broker_idle() -> bool:
@@ -252,7 +253,7 @@ def test_worker_sigkill_mid_deploy_is_taken_over_within_15s(platform, world, web
 
     # An hour later Redis would hand the killed worker's message out again: it must change nothing.
     events = deployment.events.count()
-    assert ("deployments.run", f"({deployment.pk},)") in redeliver_unacked()
+    assert ("deployments.run", [deployment.pk]) in redeliver_unacked()
     wait_for(broker_idle, timeout=20, what="the redelivered message to be consumed")
     time.sleep(1.0)
     assert Deployment.objects.get(pk=deployment.pk).status == "live"
@@ -501,7 +502,7 @@ def test_worker_sigkill_mid_backup_fails_it_with_the_reason_within_15s(
 
     # The killed worker's message, handed out again later, does not take the backup a second time.
     lock.release()
-    assert ("databases.backup_run", f"({backup.pk},)") in redeliver_unacked()
+    assert ("databases.backup_run", [backup.pk]) in redeliver_unacked()
     wait_for(broker_idle, timeout=20, what="the redelivered message to be consumed")
     time.sleep(1.0)
     backup.refresh_from_db()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import kombu.pools
 import requests
 
 from pandastack.celery import app as celery_app
@@ -90,6 +91,9 @@ def _forget_broker_connections() -> None:
     the conf names now. Celery's own after-fork hook forgets the pools the same way."""
     if celery_app._pool is not None:
         celery_app._pool.force_close_all()
+    # kombu keeps its own pools per broker URL, and Celery publishes through them: forget those too, or
+    # the next publish to the URL the test restored takes a connection from a pool closed meanwhile.
+    kombu.pools.reset()
     celery_app._after_fork()
 
 
