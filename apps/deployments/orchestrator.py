@@ -457,9 +457,11 @@ def _retire_containers(app: App, *, keep_deployment: Deployment | None) -> None:
 
 
 # --- convergence of running apps (scale, stop/start, crashed containers) ---------------------------
-def converge_app(app_id: int) -> None:
+def converge_app(app_id: int, *, sync: bool = True) -> None:
     """Make the app's containers match its desired state: `replicas` healthy containers of its live
-    deployment in the router while it should run; none otherwise."""
+    deployment in the router while it should run; none otherwise. `sync=False`: the caller (a
+    reconciler pass) has just given the router every app's backend, so rendering the whole
+    configuration again for this one app is not needed."""
     with app_lock(app_id) as locked:
         if not locked:
             return  # a deploy holds the app; it converges it itself
@@ -502,7 +504,8 @@ def converge_app(app_id: int) -> None:
                 for container in fresh:
                     _remove_container(container)
                 return
-        sync_router()
+        if sync:
+            sync_router()
         r = router()
         for container in Container.objects.filter(deployment=live, in_router=False).exclude(ip=None):
             Container.objects.filter(pk=container.pk).update(in_router=True)
@@ -533,21 +536,65 @@ def reconcile() -> dict[str, int]:
         event(deployment, "Resumed by the reconciler (its worker stopped reporting)", level="warning")
         deployment_run.delay(deployment.pk)
         summary["resumed"] += 1
-    known = set(Container.objects.values_list("name", flat=True))
-    for info in engine().list({f"{LABEL_PREFIX}managed": "true", **settings.PANDASTACK_EXTRA_LABELS}):
+    summary.update(_converge_all())
+    _restore_router_servers()
+    return summary
+
+
+def _converge_all() -> dict[str, int]:
+    """The reconciler's pass over every app, at a cost that does not grow with the apps that are
+    fine: one engine listing and four queries find the orphan containers (removed) and the apps
+    whose containers differ from what they should be; only those go through `converge_app` (its
+    lock, its own reads, the engine). Read before any app is converged, so an app that changes
+    during the pass may wait for the next one — as it may when it changes just after a pass."""
+    listing = engine().list({f"{LABEL_PREFIX}managed": "true", **settings.PANDASTACK_EXTRA_LABELS})
+    rows = list(Container.objects.values_list("app_id", "deployment_id", "replica", "name", "in_router", "ip"))
+    known = {row[3] for row in rows}
+    orphans = 0
+    for info in listing:
         if info.name not in known:
             engine().remove(info.id)
-            summary["orphans"] += 1
-    for app_id in App.objects.exclude(live_deployment=None).values_list("pk", flat=True):
-        converge_app(app_id)
-        summary["apps"] += 1
-    # Servers the router lost (a restart from an older config) come back from the database.
+            orphans += 1
+    running = {info.name for info in listing if info.status == "running"}
+    containers: dict[int, list[tuple]] = {}
+    for row in rows:
+        containers.setdefault(row[0], []).append(row)
+    busy = set(Deployment.objects.filter(status__in=IN_PROGRESS).values_list("app_id", flat=True))
+    apps = App.objects.exclude(live_deployment=None).values_list("pk", "desired_running", "live_deployment", "replicas")
+    looked = converged = 0
+    for app_id, desired_running, live_id, replicas in apps.order_by("pk"):
+        looked += 1
+        if _converged(containers.get(app_id, []), desired_running, app_id in busy, live_id, replicas, running):
+            continue
+        converge_app(app_id, sync=False)  # the pass synced the router before it began
+        converged += 1
+    return {"orphans": orphans, "apps": looked, "converged": converged}
+
+
+def _converged(
+    containers: list[tuple], desired_running: bool, deploying: bool, live_id: int, replicas: int, running: set[str]
+) -> bool:
+    """Whether `converge_app` would leave the app as it is, judged from the pass's reads: the same
+    conditions it checks, in the same order. (A doubt costs only a `converge_app` that does nothing.)"""
+    if not desired_running:
+        return not containers  # it removes every container of a stopped app
+    if deploying:
+        return True  # the deploy in progress converges the app itself
+    wanted = set(range(1, replicas + 1))
+    for _app, deployment_id, replica, name, in_router, ip in containers:
+        if deployment_id != live_id or replica not in wanted or name not in running:
+            return False  # a container to retire, an extra replica, a crashed or vanished one
+        if not in_router and ip is not None:
+            return False  # a healthy container not yet given traffic
+    return {row[2] for row in containers} == wanted
+
+
+def _restore_router_servers() -> None:
+    """Servers the router lost (a restart from an older config) come back from the database. One
+    runtime command reads every backend's servers, however many apps there are."""
     r = router()
-    present: dict[str, set[str]] = {}
+    present = r.server_names()
     for container in Container.objects.filter(in_router=True).exclude(ip=None).select_related("app", "deployment"):
         backend = container.app.router_backend
-        if backend not in present:
-            present[backend] = {state.name for state in r.servers(backend)}
-        if container.router_server not in present[backend]:
+        if container.router_server not in present.get(backend, ()):
             r.add_server(backend, _server(container))
-    return summary

@@ -122,6 +122,7 @@ class Router(Protocol):
     def remove_server(self, backend: str, server: str, *, drain_timeout: float = 10.0) -> None: ...
     def set_weight(self, backend: str, server: str, weight: int) -> None: ...
     def servers(self, backend: str) -> list[ServerState]: ...
+    def server_names(self) -> dict[str, set[str]]: ...
     def backend_counters(self) -> dict[str, BackendCounters]: ...
     def stop(self) -> None: ...
 
@@ -588,6 +589,15 @@ class HAProxyRouter:
             )
             for name, row in rows.items()
         ]
+
+    def server_names(self) -> dict[str, set[str]]:
+        """The names of every backend's servers as the running worker has them, in one runtime
+        command whatever the number of backends (a backend without servers is absent)."""
+        reply = self._command("show servers state", ok=_says("# be_id"), read=True)
+        names: dict[str, set[str]] = {}
+        for row in _parse_server_states(reply):
+            names.setdefault(row["be_name"], set()).add(row["srv_name"])
+        return names
 
     def backend_counters(self) -> dict[str, BackendCounters]:
         """Each app backend's counters since the current worker started (a reload starts them
