@@ -211,7 +211,7 @@ class HealthServer:
 
     def __init__(self, port: int = 0) -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -239,7 +239,9 @@ class FakeEngine:
         self.containers: dict[str, Any] = {}  # name -> ContainerInfo
         self.calls: Counter[str] = Counter()
 
-    def add(self, name: str, labels: Mapping[str, str], *, status: str = "running", exit_code: int | None = None) -> None:
+    def add(
+        self, name: str, labels: Mapping[str, str], *, status: str = "running", exit_code: int | None = None
+    ) -> None:
         from apps.runtime.engine import ContainerInfo
 
         self.containers[name] = ContainerInfo(
@@ -448,7 +450,7 @@ def seed(n_teams: int, n_apps: int, port: int) -> None:
         max_database_size_mb=1024,
     )  # fmt: skip
     owners = User.objects.bulk_create(
-        (User(username=f"owner{i}@bench.example.com", email=f"owner{i}@bench.example.com", password="!")
+        (User(username=f"owner{i}@bench.example.com", email=f"owner{i}@bench.example.com", password="!")  # noqa: S106 - unusable
          for i in range(n_teams)), batch_size=batch,
     )  # fmt: skip
     teams = Team.objects.bulk_create(
@@ -457,9 +459,7 @@ def seed(n_teams: int, n_apps: int, port: int) -> None:
     Membership.objects.bulk_create(
         (Membership(team=t, user=u, role="owner") for t, u in zip(teams, owners, strict=True)), batch_size=batch
     )
-    projects = Project.objects.bulk_create(
-        (Project(team=t, slug="web", name="Web") for t in teams), batch_size=batch
-    )
+    projects = Project.objects.bulk_create((Project(team=t, slug="web", name="Web") for t in teams), batch_size=batch)
     apps: list[App] = []
     for team, project, count in zip(teams, projects, apps_per_team(n_teams, n_apps), strict=True):
         apps += [
@@ -495,9 +495,9 @@ def seed(n_teams: int, n_apps: int, port: int) -> None:
 
     # Deployments: #1 superseded, #2 failed, #3 live; a container of #3 in the router.
     def config(app: App) -> dict[str, Any]:
-        names = {
-            n: version_of[(app.team_id, None, n)] for n in ("LOG_LEVEL", "SENTRY_DSN")
-        } | {n: version_of[(app.team_id, app.pk, n)] for n in ("POOL_SIZE", "API_KEY")}
+        names = {n: version_of[(app.team_id, None, n)] for n in ("LOG_LEVEL", "SENTRY_DSN")} | {
+            n: version_of[(app.team_id, app.pk, n)] for n in ("POOL_SIZE", "API_KEY")
+        }
         return {"port": port, "health_check_path": "/healthz", "memory_mb": 256, "cpus": "0.5", "command": None,
                 "variables": names}  # fmt: skip
 
@@ -721,7 +721,9 @@ def measure_router_config(workdir: Path) -> float | None:
     config = real._render_config(canonical, map_path=real.map_path)
     hosts_map = real._render_map(canonical)
     render = time.perf_counter() - started
-    print(f"  validate + render: {render:.3f} s ({len(config) / 1e6:.1f} MB of config, {len(hosts_map) / 1e6:.1f} MB map)")
+    print(
+        f"  validate + render: {render:.3f} s ({len(config) / 1e6:.1f} MB of config, {len(hosts_map) / 1e6:.1f} MB map)"
+    )
     judge("HAProxy config: read + render", elapsed + render, RENDER_GOAL_S, "s")
 
     started = time.perf_counter()
@@ -804,7 +806,7 @@ def measure_reconciler(fake: FakeEngine, router: Any, per_command: float | None)
             flush=True,
         )
         if per_command is not None and commands:
-            print(f"    with the real runtime API ({per_command * 1000:.2f} ms a command): +{commands * per_command:.2f} s")
+            print(f"    with the real runtime API ({per_command * 1000:.2f} ms each): +{commands * per_command:.2f} s")
         note = f"({queries} q, {engine_calls} engine, {commands} router)"
         judge(f"reconciler pass, {apps} apps ({label})", elapsed, RECONCILE_GOAL_S, "s", note)
 
