@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,33 +70,30 @@ def _schedule_due(now: datetime, summary: TickSummary) -> None:
     with transaction.atomic():
         # Lock the job rows only ("self"): locking the joined team row too would make two schedulers
         # skip each other's half-locked rows (and block every insert that references the team).
-        due = CronJob.objects.select_for_update(skip_locked=True, of=("self",)).filter(
-            suspended=False, next_run_at__lte=now
+        due = list(
+            CronJob.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(suspended=False, next_run_at__lte=now)
+            .select_related("team")
         )
-        for job in due.select_related("team"):
-            slot = job.next_run_at
-            late = (now - slot).total_seconds()
-            missed = late > job.starting_deadline_seconds
-            try:
-                with transaction.atomic():
-                    run = CronRun.objects.create(
-                        team=job.team,
-                        job=job,
-                        trigger=Trigger.SCHEDULE,
-                        scheduled_for=slot,
-                        status=RunStatus.MISSED if missed else RunStatus.PENDING,
-                        reason=f"not started within {job.starting_deadline_seconds}s of {slot:%Y-%m-%d %H:%M:%S} UTC"
-                        if missed
-                        else "",
-                        finished_at=now if missed else None,
-                    )
-            except IntegrityError:
-                run = None  # another scheduler made this slot's run already
-            if run is not None and missed:
+        runs = [_slot_run(job, now) for job in due]
+        try:
+            with transaction.atomic():
+                created = CronRun.objects.bulk_create(runs)  # every due slot at once: the usual case
+        except IntegrityError:
+            # Some slot has its run already (another scheduler made it while this one still read the
+            # old next_run_at): one at a time, each in its own savepoint.
+            created = [run for run in runs if _create_run(run)]
+        for run in created:
+            if run.status == RunStatus.MISSED:
                 summary.missed += 1
-                _emit(run, "cron.run_missed", Severity.WARNING, f"{job.name}: the {slot:%H:%M} UTC run was missed")
-            elif run is not None:
+                slot = run.scheduled_for
+                _emit(run, "cron.run_missed", Severity.WARNING, f"{run.job.name}: the {slot:%H:%M} UTC run was missed")
+            else:
                 summary.scheduled += 1
+        changed_at = timezone.now()
+        for job in due:
+            slot = job.next_run_at
+            missed = (now - slot).total_seconds() > job.starting_deadline_seconds
             # After a miss, catch up instead of replaying every lost slot, but keep a slot that is still
             # within its starting deadline (it runs on the next tick): it is not missed, so not lost.
             catch_up = now - timedelta(seconds=job.starting_deadline_seconds)
@@ -114,39 +112,54 @@ def _schedule_due(now: datetime, summary: TickSummary) -> None:
                     message=f"{job.name}: suspended, its schedule cannot be evaluated ({exc})",
                     severity=Severity.ERROR,
                 )
-            job.save(update_fields=["next_run_at", "suspended", "updated_at"])
+            job.updated_at = changed_at
+        CronJob.objects.bulk_update(due, ["next_run_at", "suspended", "updated_at"], batch_size=500)
+
+
+def _slot_run(job: CronJob, now: datetime) -> CronRun:
+    """The run of the job's due slot: pending, or missed when it is past the starting deadline."""
+    slot = job.next_run_at
+    missed = (now - slot).total_seconds() > job.starting_deadline_seconds
+    return CronRun(
+        team=job.team,
+        job=job,
+        trigger=Trigger.SCHEDULE,
+        scheduled_for=slot,
+        status=RunStatus.MISSED if missed else RunStatus.PENDING,
+        reason=f"not started within {job.starting_deadline_seconds}s of {slot:%Y-%m-%d %H:%M:%S} UTC" if missed else "",
+        finished_at=now if missed else None,
+    )
+
+
+def _create_run(run: CronRun) -> bool:
+    try:
+        with transaction.atomic():
+            run.save(force_insert=True)
+    except IntegrityError:
+        return False  # another scheduler made this slot's run already
+    return True
 
 
 # --- 2. pending runs start -------------------------------------------------------------------------
 def _start_pending(now: datetime, summary: TickSummary) -> None:
-    pending = (
+    pending = list(
         CronRun.objects.filter(status=RunStatus.PENDING)
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
         .select_related("job__team__plan", "job__app__live_deployment", "job__project")
         .order_by("id")
     )
-    claimed: list[CronRun] = []
-    for run in pending:
-        job = run.job
-        others = CronRun.objects.filter(job=job, status=RunStatus.RUNNING).exclude(pk=run.pk)
-        if others.exists() and job.concurrency_policy == ConcurrencyPolicy.FORBID:
-            if _finish_unstarted(run, RunStatus.SKIPPED, "the previous run was still running (policy: forbid)"):
-                summary.skipped += 1
-                _emit(run, "cron.run_skipped", Severity.WARNING, f"{job.name}: skipped, previous run still running")
-            continue
-        # Claim it: only one scheduler wins the pending -> running transition, and only while the team
-        # has a free slot under its plan's max_concurrent_cron_runs.
-        outcome = _claim_within_team_cap(run)
-        if outcome == _TEAM_FULL:
-            _wait_or_skip_at_team_cap(run, now, summary)
-            continue
-        if outcome != _CLAIMED:
-            continue
-        run.refresh_from_db()
-        if job.concurrency_policy == ConcurrencyPolicy.REPLACE:
-            for other in others:
+    if not pending:
+        return
+    claimed, skipped, team_full = _claim_within_team_caps(pending)
+    for run in skipped:
+        summary.skipped += 1
+        _emit(run, "cron.run_skipped", Severity.WARNING, f"{run.job.name}: skipped, previous run still running")
+    for run in team_full:
+        _wait_or_skip_at_team_cap(run, now, summary)
+    for run in claimed:
+        if run.job.concurrency_policy == ConcurrencyPolicy.REPLACE:
+            for other in CronRun.objects.filter(job=run.job, status=RunStatus.RUNNING).exclude(pk=run.pk):
                 _stop(other, RunStatus.CANCELLED, "replaced by a newer run (policy: replace)")
-        claimed.append(run)
     if len(claimed) > 1 and not connection.in_atomic_block:
         # Starting a container takes a few hundred milliseconds: start the due runs side by side so
         # the last one is not late. (Threads see only committed rows, hence not inside a transaction.)
@@ -155,32 +168,72 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
             # On failure each run's own start reports the engine's error.
             with contextlib.suppress(EngineError):
                 orchestrator.engine().ensure_network(orchestrator.team_network(slug), orchestrator.network_labels(slug))
-        with ThreadPoolExecutor(max_workers=min(8, len(claimed))) as pool:
-            summary.started += sum(pool.map(_start_in_thread, claimed))
+        # A few threads each start a share of the runs on one database connection of its own.
+        threads = min(START_THREADS, len(claimed))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            summary.started += sum(pool.map(_start_in_thread, [claimed[i::threads] for i in range(threads)]))
     else:
         summary.started += sum(_start(run) for run in claimed)
 
 
-_CLAIMED, _TEAM_FULL, _LOST = "claimed", "team_full", "lost"
+START_THREADS = 8
+_FORBIDDEN = "the previous run was still running (policy: forbid)"
 
 
-def _claim_within_team_cap(run: CronRun) -> str:
-    """pending -> running for ``run`` if its team runs fewer cron containers than its plan allows.
+def _claim_within_team_caps(pending: list[CronRun]) -> tuple[list[CronRun], list[CronRun], list[CronRun]]:
+    """pending -> running for the runs that may start: not while another run of the job runs
+    (policy forbid: skipped), and only while the team runs fewer cron containers than its plan
+    allows (the others wait, see _wait_or_skip_at_team_cap). Returns (claimed, skipped, team full).
 
-    The team's row is locked (FOR NO KEY UPDATE: inserts that reference the team are not blocked) for
-    the count and the claim, so two schedulers cannot both take the team's last slot."""
-    job = run.job
+    One transaction for all of them: the teams' rows are locked (FOR NO KEY UPDATE, in id order so
+    two schedulers cannot deadlock; inserts that reference a team are not blocked) for the counts and
+    the claims, so two schedulers cannot both take a team's last slot; the pending runs are locked
+    with SKIP LOCKED, so a run another scheduler is deciding on is left to it."""
+    claimed: list[CronRun] = []
+    skipped: list[CronRun] = []
+    team_full: list[CronRun] = []
     with transaction.atomic():
-        Team.objects.select_for_update(no_key=True).filter(pk=job.team_id).exists()
-        running = CronRun.objects.filter(team_id=job.team_id, status=RunStatus.RUNNING)
-        if job.concurrency_policy == ConcurrencyPolicy.REPLACE:
-            running = running.exclude(job=job)  # stopped as soon as this one is claimed
-        if running.count() >= job.team.plan.max_concurrent_cron_runs:
-            return _TEAM_FULL
-        claimed = CronRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
-            status=RunStatus.RUNNING, started_at=timezone.now()
+        teams = sorted({run.team_id for run in pending})
+        list(Team.objects.select_for_update(no_key=True).filter(pk__in=teams).order_by("pk").values_list("pk"))
+        ours = set(
+            CronRun.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=[run.pk for run in pending], status=RunStatus.PENDING)
+            .values_list("pk", flat=True)
         )
-    return _CLAIMED if claimed else _LOST
+        in_team: Counter[int] = Counter()
+        of_job: Counter[int] = Counter()
+        for team_id, job_id in CronRun.objects.filter(team_id__in=teams, status=RunStatus.RUNNING).values_list(
+            "team_id", "job_id"
+        ):
+            in_team[team_id] += 1
+            of_job[job_id] += 1
+        for run in pending:
+            if run.pk not in ours:
+                continue
+            job = run.job
+            if of_job[job.pk] and job.concurrency_policy == ConcurrencyPolicy.FORBID:
+                skipped.append(run)
+                continue
+            # A replace run's predecessors are stopped as soon as it is claimed: they do not count.
+            replaced = of_job[job.pk] if job.concurrency_policy == ConcurrencyPolicy.REPLACE else 0
+            if in_team[job.team_id] - replaced >= job.team.plan.max_concurrent_cron_runs:
+                team_full.append(run)
+                continue
+            in_team[job.team_id] += 1 - replaced
+            of_job[job.pk] += 1 - replaced
+            claimed.append(run)
+        claimed_at = timezone.now()
+        CronRun.objects.filter(pk__in=[run.pk for run in claimed]).update(
+            status=RunStatus.RUNNING, started_at=claimed_at
+        )
+        CronRun.objects.filter(pk__in=[run.pk for run in skipped]).update(
+            status=RunStatus.SKIPPED, reason=_FORBIDDEN, finished_at=claimed_at
+        )
+    for run in claimed:
+        run.status, run.started_at = RunStatus.RUNNING, claimed_at
+    for run in skipped:
+        run.status, run.reason, run.finished_at = RunStatus.SKIPPED, _FORBIDDEN, claimed_at
+    return claimed, skipped, team_full
 
 
 def _wait_or_skip_at_team_cap(run: CronRun, now: datetime, summary: TickSummary) -> None:
@@ -201,9 +254,9 @@ def _wait_or_skip_at_team_cap(run: CronRun, now: datetime, summary: TickSummary)
         _emit(run, "cron.run_skipped", Severity.WARNING, f"{job.name}: skipped, {reason}")
 
 
-def _start_in_thread(run: CronRun) -> bool:
+def _start_in_thread(runs: list[CronRun]) -> int:
     try:
-        return _start(run)
+        return sum(_start(run) for run in runs)
     finally:
         connection.close()
 
@@ -281,11 +334,19 @@ def _start_container(run: CronRun) -> None:
 
 # --- 3. running runs finish ------------------------------------------------------------------------
 def _reap_running(now: datetime, summary: TickSummary) -> None:
-    running = CronRun.objects.filter(status=RunStatus.RUNNING).select_related("job__team")
+    running = list(CronRun.objects.filter(status=RunStatus.RUNNING).select_related("job__team"))
+    if not running:
+        return
+    engine = orchestrator.engine()
+    # One engine listing for every run's container, twice a second, however many runs there are; a
+    # container it does not show (not created yet, gone, or made under other labels) is asked by name.
+    listed = {
+        info.name: info for info in engine.list({f"{LABEL_PREFIX}cron-run": None, **settings.PANDASTACK_EXTRA_LABELS})
+    }
     for run in running:
         # No name yet, or a container created but not started: a scheduler is starting it right now,
         # or stopped (was killed) while it did; after the grace, the run is given up on.
-        info = orchestrator.engine().inspect(run.container_name) if run.container_name else None
+        info = (listed.get(run.container_name) or engine.inspect(run.container_name)) if run.container_name else None
         if info is None or info.status == "created":
             if run.started_at and now - run.started_at < timedelta(seconds=START_GRACE_SECONDS):
                 continue
