@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Count, FloatField, Q, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -133,7 +133,7 @@ def _evaluate_batch(rule_ids: list[int], now: datetime | None, summary: dict[str
     with transaction.atomic():
         rules = list(
             AlertRule.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("team", "project", "app", "cron_job", "database")
+            .select_related("database")  # what deciding needs; a rule changing state is read again
             .filter(pk__in=rule_ids, enabled=True)
             .order_by("id")
         )
@@ -163,12 +163,30 @@ def _evaluate_batch(rule_ids: list[int], now: datetime | None, summary: dict[str
                 staying[rule.pk] = value
             else:
                 moving.append(rule.pk)
-        if staying:
-            # Cast: a batch of nothing but "no data" (NULL) would otherwise be text to PostgreSQL.
-            values = Cast(Case(*(When(pk=pk, then=Value(value)) for pk, value in staying.items())), FloatField())
-            AlertRule.objects.filter(pk__in=staying).update(last_value=values, last_evaluated_at=at)
+        _record(staying, at)
         summary["evaluated"] += len(staying)
     return moving
+
+
+_RECORD_SQL = (
+    'UPDATE "alerts_alertrule" AS r SET "last_value" = v.value, "last_evaluated_at" = %s '
+    'FROM unnest(%s::bigint[], %s::double precision[]) AS v(id, value) WHERE r."id" = v.id'
+)
+
+
+def _record(values: dict[int, float | None], at: datetime) -> None:
+    """Set each rule's last value (rule id -> value) and last evaluation time, in one statement."""
+    if not values:
+        return
+    if connection.vendor == "postgresql":
+        # Two arrays joined to the table: the ORM's CASE with a branch per rule takes seconds to
+        # build for 10,000 rules, this milliseconds.
+        with connection.cursor() as cursor:
+            cursor.execute(_RECORD_SQL, [at, list(values), list(values.values())])
+        return
+    # Cast: a batch of nothing but "no data" (NULL) would otherwise be text to the database.
+    value = Cast(Case(*(When(pk=pk, then=Value(v)) for pk, v in values.items())), FloatField())
+    AlertRule.objects.filter(pk__in=values).update(last_value=value, last_evaluated_at=at)
 
 
 def metric_window(now: datetime, window_seconds: int) -> tuple[datetime, datetime | None]:

@@ -51,7 +51,11 @@ def team_network(team_slug: str) -> str:
 
 
 def app_host(app: App) -> str:
-    return f"{app.name}.{app.team.slug}.{settings.PANDASTACK_APPS_DOMAIN}"
+    return host_of(app.name, app.team.slug)
+
+
+def host_of(app_name: str, team_slug: str) -> str:
+    return f"{app_name}.{team_slug}.{settings.PANDASTACK_APPS_DOMAIN}"
 
 
 def app_url(app: App) -> str:
@@ -122,14 +126,22 @@ def app_lock(app_id: int, *, wait: float = 0.0, deployment_id: int | None = None
 
 # --- the router -------------------------------------------------------------------------------------
 def router_backends() -> list[Backend]:
-    """Every app as a backend, with the containers that should receive traffic as its servers."""
+    """Every app as a backend, with the containers that should receive traffic as its servers.
+    Two queries of plain values (no model instances): every reconciler pass renders all apps."""
     servers: dict[int, list[Server]] = {}
-    for c in Container.objects.filter(in_router=True).exclude(ip=None).select_related("deployment"):
-        servers.setdefault(c.app_id, []).append(_server(c))
+    for app_id, server in _routed_servers():
+        servers.setdefault(app_id, []).append(server)
     return [
-        Backend(name=app.router_backend, hosts=(app_host(app),), servers=tuple(servers.get(app.pk, ())))
-        for app in App.objects.select_related("team").order_by("id")
+        Backend(name=App.router_backend_of(pk), hosts=(host_of(name, slug),), servers=tuple(servers.get(pk, ())))
+        for pk, name, slug in App.objects.order_by("id").values_list("pk", "name", "team__slug")
     ]
+
+
+def _routed_servers() -> Iterator[tuple[int, Server]]:
+    """(app id, server) of every container that should receive traffic."""
+    routed = Container.objects.filter(in_router=True).exclude(ip=None)
+    for app_id, pk, ip, port in routed.values_list("app_id", "pk", "ip", "deployment__config__port"):
+        yield app_id, Server(name=Container.router_server_of(pk), address=ip, port=port)
 
 
 def sync_router() -> bool:
@@ -594,7 +606,7 @@ def _restore_router_servers() -> None:
     runtime command reads every backend's servers, however many apps there are."""
     r = router()
     present = r.server_names()
-    for container in Container.objects.filter(in_router=True).exclude(ip=None).select_related("app", "deployment"):
-        backend = container.app.router_backend
-        if container.router_server not in present.get(backend, ()):
-            r.add_server(backend, _server(container))
+    for app_id, server in _routed_servers():
+        backend = App.router_backend_of(app_id)
+        if server.name not in present.get(backend, ()):
+            r.add_server(backend, server)
