@@ -17,15 +17,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.bulk import bulk_set
 from apps.cron.models import FINISHED, ConcurrencyPolicy, CronJob, CronRun, RunStatus, Trigger
 from apps.cron.schedule import next_run
 from apps.deployments import orchestrator
 from apps.events.models import Severity
 from apps.events.services import event_emit
-from apps.registries.selectors import image_pull_for
-from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, EngineError, Workload
+from apps.registries.selectors import credentials_for, image_pull_for
+from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, EngineError, ImagePull, Workload
 from apps.secrets.crypto import DecryptionFailed
-from apps.secrets.selectors import environment_from_versions, log_masker_for_cron_job
+from apps.secrets.selectors import environment_from_versions, log_masker_for_cron_job, versions_of
 from apps.teams.models import Team
 from apps.teams.quotas import Limit, plan_cap
 
@@ -90,7 +91,7 @@ def _schedule_due(now: datetime, summary: TickSummary) -> None:
                 _emit(run, "cron.run_missed", Severity.WARNING, f"{run.job.name}: the {slot:%H:%M} UTC run was missed")
             else:
                 summary.scheduled += 1
-        changed_at = timezone.now()
+        schedules: dict[int, dict[str, object]] = {}
         for job in due:
             slot = job.next_run_at
             missed = (now - slot).total_seconds() > job.starting_deadline_seconds
@@ -112,8 +113,8 @@ def _schedule_due(now: datetime, summary: TickSummary) -> None:
                     message=f"{job.name}: suspended, its schedule cannot be evaluated ({exc})",
                     severity=Severity.ERROR,
                 )
-            job.updated_at = changed_at
-        CronJob.objects.bulk_update(due, ["next_run_at", "suspended", "updated_at"], batch_size=500)
+            schedules[job.pk] = {"next_run_at": job.next_run_at, "suspended": job.suspended}
+        bulk_set(CronJob, schedules, ["next_run_at", "suspended"], updated_at=timezone.now())
 
 
 def _slot_run(job: CronJob, now: datetime) -> CronRun:
@@ -160,6 +161,7 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
         if run.job.concurrency_policy == ConcurrencyPolicy.REPLACE:
             for other in CronRun.objects.filter(job=run.job, status=RunStatus.RUNNING).exclude(pk=run.pk):
                 _stop(other, RunStatus.CANCELLED, "replaced by a newer run (policy: replace)")
+    launches = _prepare(claimed)
     if len(claimed) > 1 and not connection.in_atomic_block:
         # Starting a container takes a few hundred milliseconds: start the due runs side by side so
         # the last one is not late. (Threads see only committed rows, hence not inside a transaction.)
@@ -170,10 +172,11 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
                 orchestrator.engine().ensure_network(orchestrator.team_network(slug), orchestrator.network_labels(slug))
         # A few threads each start a share of the runs on one database connection of its own.
         threads = min(START_THREADS, len(claimed))
+        shares = [[(run, launches[run.pk]) for run in claimed[i::threads]] for i in range(threads)]
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            summary.started += sum(pool.map(_start_in_thread, [claimed[i::threads] for i in range(threads)]))
+            summary.started += sum(pool.map(_start_in_thread, shares))
     else:
-        summary.started += sum(_start(run) for run in claimed)
+        summary.started += sum(_start(run, launches[run.pk]) for run in claimed)
 
 
 START_THREADS = 8
@@ -254,21 +257,19 @@ def _wait_or_skip_at_team_cap(run: CronRun, now: datetime, summary: TickSummary)
         _emit(run, "cron.run_skipped", Severity.WARNING, f"{job.name}: skipped, {reason}")
 
 
-def _start_in_thread(runs: list[CronRun]) -> int:
+def _start_in_thread(runs: list[tuple[CronRun, _Launch | Exception]]) -> int:
     try:
-        return sum(_start(run) for run in runs)
+        return sum(_start(run, launch) for run, launch in runs)
     finally:
         connection.close()
 
 
-def _start(run: CronRun) -> bool:
+def _start(run: CronRun, launch: _Launch | Exception) -> bool:
     try:
-        _start_container(run)
+        _start_container(run, launch)
     except (EngineError, DecryptionFailed, ValueError) as exc:
         _finish(run, RunStatus.FAILED, reason=str(exc))
         return False
-    # started_at is when the container runs (the claim time only guards against double starts).
-    CronRun.objects.filter(pk=run.pk).update(started_at=timezone.now())
     return True
 
 
@@ -280,56 +281,94 @@ def _finish_unstarted(run: CronRun, status: str, reason: str) -> bool:
     )
 
 
-def _start_container(run: CronRun) -> None:
+@dataclass(frozen=True)
+class _Launch:
+    """What starting a run's container takes."""
+
+    spec: ContainerSpec
+    pull: ImagePull
+
+
+def _prepare(runs: list[CronRun]) -> dict[int, _Launch | Exception]:
+    """What starting each run's container takes — its image, its app's environment, the team's
+    registry login — read for all the runs at once (or why it cannot start), and each run's
+    container name recorded (one statement) before any container is created: a scheduler killed
+    while creating one leaves a name the reaper looks for."""
+    lives = [run.job.app.live_deployment for run in runs if run.job.app_id is not None]
+    versions = versions_of((live.config.get("variables") or {}) for live in lives if live is not None)
+    credentials = credentials_for(live.image for live in lives if live is not None)
+    credentials += credentials_for(run.job.image for run in runs if run.job.app_id is None)
+    launches: dict[int, _Launch | Exception] = {}
+    names: dict[int, dict[str, str]] = {}
+    for run in runs:
+        job = run.job
+        try:
+            env: dict[str, str] = {}
+            if job.app_id is not None:
+                live = job.app.live_deployment
+                if live is None:
+                    raise ValueError(f"app {job.app.name} has no live release to run the job with")
+                image = live.image
+                env = environment_from_versions(live.config.get("variables") or {}, versions=versions)
+            else:
+                image = job.image
+            name = f"ps-cron-{job.team.slug}-{job.name}-{run.pk}"
+            # As for a deploy: with the team's registry login, and asking the registry again for a private host.
+            pull = image_pull_for(team=job.team, image=image, credentials=credentials)
+        except (DecryptionFailed, ValueError) as exc:
+            launches[run.pk] = exc
+            continue
+        launches[run.pk] = _Launch(spec=_container_spec(run, name, image, env), pull=pull)
+        names[run.pk] = {"container_name": name, "image": image}
+        run.container_name, run.image = name, image
+    bulk_set(CronRun, names, ["container_name", "image"])
+    return launches
+
+
+def _container_spec(run: CronRun, name: str, image: str, env: dict[str, str]) -> ContainerSpec:
     job = run.job
-    env: dict[str, str] = {}
-    if job.app_id is not None:
-        live = job.app.live_deployment
-        if live is None:
-            raise ValueError(f"app {job.app.name} has no live release to run the job with")
-        image = live.image
-        env = environment_from_versions(live.config.get("variables") or {})
-    else:
-        image = job.image
-    name = f"ps-cron-{job.team.slug}-{job.name}-{run.pk}"
-    CronRun.objects.filter(pk=run.pk).update(container_name=name, image=image)
-    run.container_name, run.image = name, image
-    engine = orchestrator.engine()
-    # As for a deploy: with the team's registry login, and asking the registry again for a private host.
-    pull = image_pull_for(team=job.team, image=image)
-    engine.ensure_image(image, auth=pull.auth, always_pull=pull.always_pull)
-    engine.ensure_network(orchestrator.team_network(job.team.slug), orchestrator.network_labels(job.team.slug))
-    engine.run(
-        ContainerSpec(
-            name=name,
-            image=image,
-            port=0,
-            env={
-                **env,
-                "PANDASTACK_TEAM": job.team.slug,
-                "PANDASTACK_CRON_JOB": job.name,
-                "PANDASTACK_CRON_RUN": str(run.pk),
-            },
-            # Not "managed": the app reconciler leaves cron containers to the scheduler.
-            labels={
-                f"{LABEL_PREFIX}team": job.team.slug,
-                f"{LABEL_PREFIX}cron-job": str(job.pk),
-                f"{LABEL_PREFIX}cron-run": str(run.pk),
-                **settings.PANDASTACK_EXTRA_LABELS,
-            },
-            network=orchestrator.team_network(job.team.slug),
-            command=job.command,
-            # The plan's caps, also for a job saved under a more generous plan than the team's current one.
-            memory_mb=int(plan_cap(team=job.team, limit=Limit.MEMORY_MB_PER_APP, value=job.memory_mb)),
-            cpus=plan_cap(team=job.team, limit=Limit.CPUS_PER_APP, value=job.cpus),
-            pids_limit=job.team.plan.max_pids_per_container,
-            workload=Workload.CRON,
-        )
+    return ContainerSpec(
+        name=name,
+        image=image,
+        port=0,
+        env={
+            **env,
+            "PANDASTACK_TEAM": job.team.slug,
+            "PANDASTACK_CRON_JOB": job.name,
+            "PANDASTACK_CRON_RUN": str(run.pk),
+        },
+        # Not "managed": the app reconciler leaves cron containers to the scheduler.
+        labels={
+            f"{LABEL_PREFIX}team": job.team.slug,
+            f"{LABEL_PREFIX}cron-job": str(job.pk),
+            f"{LABEL_PREFIX}cron-run": str(run.pk),
+            **settings.PANDASTACK_EXTRA_LABELS,
+        },
+        network=orchestrator.team_network(job.team.slug),
+        command=job.command,
+        # The plan's caps, also for a job saved under a more generous plan than the team's current one.
+        memory_mb=int(plan_cap(team=job.team, limit=Limit.MEMORY_MB_PER_APP, value=job.memory_mb)),
+        cpus=plan_cap(team=job.team, limit=Limit.CPUS_PER_APP, value=job.cpus),
+        pids_limit=job.team.plan.max_pids_per_container,
+        workload=Workload.CRON,
     )
+
+
+def _start_container(run: CronRun, launch: _Launch | Exception | None = None) -> None:
+    """Create and start the run's container (`launch`: prepared with the tick's other runs)."""
+    if launch is None:
+        launch = _prepare([run])[run.pk]
+    if isinstance(launch, Exception):
+        raise launch
+    engine = orchestrator.engine()
+    engine.ensure_image(launch.spec.image, auth=launch.pull.auth, always_pull=launch.pull.always_pull)
+    engine.ensure_network(launch.spec.network, orchestrator.network_labels(run.job.team.slug))
+    engine.run(launch.spec)
+    # started_at is when the container runs (the claim time only guards against double starts).
     # Another scheduler may have finished the run while the container was being created (replaced
     # it, or gave up on it): then nothing may keep running for it.
-    if not CronRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists():
-        engine.remove(name)
+    if not CronRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(started_at=timezone.now()):
+        engine.remove(launch.spec.name)
 
 
 # --- 3. running runs finish ------------------------------------------------------------------------

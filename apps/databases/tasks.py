@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.actors import Actor
+from apps.core.bulk import bulk_set
 from apps.databases import services
 from apps.databases.models import Database, DatabaseEngine, DatabaseStatus, Placement
 from apps.databases.provisioners import ProvisionerError, Usage
@@ -154,8 +155,7 @@ def refresh_usage() -> int:
     The tenants of one shared Redis server are measured together, in one pass over its keys, and
     every figure is written in a few statements."""
     databases = Database.objects.filter(status=DatabaseStatus.AVAILABLE).select_related("team__plan", "server")
-    measured = []
-    now = timezone.now()
+    measured: dict[int, dict[str, int]] = {}
     for database, usage in _usages(list(databases)):
         if isinstance(usage, ProvisionerError):
             log.warning("usage of database %s: %s", database.pk, usage)
@@ -166,9 +166,8 @@ def refresh_usage() -> int:
                        message=f"{database.name} holds {usage.size_bytes // 2**20} MiB; the plan allows "
                                f"{database.team.plan.max_database_size_mb} MiB",
                        data={"size_bytes": usage.size_bytes, "limit_bytes": limit})  # fmt: skip
-        database.size_bytes, database.connections, database.usage_at = usage.size_bytes, usage.connections, now
-        measured.append(database)
-    Database.objects.bulk_update(measured, ["size_bytes", "connections", "usage_at"], batch_size=500)
+        measured[database.pk] = {"size_bytes": usage.size_bytes, "connections": usage.connections}
+    bulk_set(Database, measured, ["size_bytes", "connections"], usage_at=timezone.now())
     return len(measured)
 
 
