@@ -6,11 +6,14 @@ every slot run exactly once)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections import Counter
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -26,7 +29,12 @@ from apps.events.services import event_emit
 from apps.registries.selectors import credentials_for, image_pull_for
 from apps.runtime.engine import LABEL_PREFIX, ContainerSpec, EngineError, ImagePull, Workload
 from apps.secrets.crypto import DecryptionFailed
-from apps.secrets.selectors import environment_from_versions, log_masker_for_cron_job, versions_of
+from apps.secrets.selectors import (
+    environment_from_versions,
+    log_masker_for_cron_job,
+    secret_values_for_apps,
+    versions_of,
+)
 from apps.teams.models import Team
 from apps.teams.quotas import Limit, plan_cap
 
@@ -163,20 +171,14 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
                 _stop(other, RunStatus.CANCELLED, "replaced by a newer run (policy: replace)")
     launches = _prepare(claimed)
     if len(claimed) > 1 and not connection.in_atomic_block:
-        # Starting a container takes a few hundred milliseconds: start the due runs side by side so
-        # the last one is not late. (Threads see only committed rows, hence not inside a transaction.)
-        # Each team's network first, once: concurrent creations of one network would race.
+        # Starting a container takes a few hundred milliseconds: the due runs start side by side so
+        # the last one is not late. Each team's network first, once: concurrent creations of one
+        # network would race.
         for slug in sorted({run.job.team.slug for run in claimed}):
             # On failure each run's own start reports the engine's error.
             with contextlib.suppress(EngineError):
                 orchestrator.engine().ensure_network(orchestrator.team_network(slug), orchestrator.network_labels(slug))
-        # A few threads each start a share of the runs on one database connection of its own.
-        threads = min(START_THREADS, len(claimed))
-        shares = [[(run, launches[run.pk]) for run in claimed[i::threads]] for i in range(threads)]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            summary.started += sum(pool.map(_start_in_thread, shares))
-    else:
-        summary.started += sum(_start(run, launches[run.pk]) for run in claimed)
+    summary.started += sum(_side_by_side([functools.partial(_start, run, launches[run.pk]) for run in claimed]))
 
 
 START_THREADS = 8
@@ -255,13 +257,6 @@ def _wait_or_skip_at_team_cap(run: CronRun, now: datetime, summary: TickSummary)
     if _finish_unstarted(run, RunStatus.SKIPPED, reason):
         summary.skipped += 1
         _emit(run, "cron.run_skipped", Severity.WARNING, f"{job.name}: skipped, {reason}")
-
-
-def _start_in_thread(runs: list[tuple[CronRun, _Launch | Exception]]) -> int:
-    try:
-        return sum(_start(run, launch) for run, launch in runs)
-    finally:
-        connection.close()
 
 
 def _start(run: CronRun, launch: _Launch | Exception) -> bool:
@@ -373,7 +368,7 @@ def _start_container(run: CronRun, launch: _Launch | Exception | None = None) ->
 
 # --- 3. running runs finish ------------------------------------------------------------------------
 def _reap_running(now: datetime, summary: TickSummary) -> None:
-    running = list(CronRun.objects.filter(status=RunStatus.RUNNING).select_related("job__team"))
+    running = list(CronRun.objects.filter(status=RunStatus.RUNNING).select_related("job__team__plan", "job__app"))
     if not running:
         return
     engine = orchestrator.engine()
@@ -382,6 +377,7 @@ def _reap_running(now: datetime, summary: TickSummary) -> None:
     listed = {
         info.name: info for info in engine.list({f"{LABEL_PREFIX}cron-run": None, **settings.PANDASTACK_EXTRA_LABELS})
     }
+    endings: list[tuple[Callable[..., None], CronRun, str, dict[str, Any]]] = []  # _finish or _stop
     for run in running:
         # No name yet, or a container created but not started: a scheduler is starting it right now,
         # or stopped (was killed) while it did; after the grace, the run is given up on.
@@ -393,45 +389,79 @@ def _reap_running(now: datetime, summary: TickSummary) -> None:
                 reason = "the run's container disappeared"
             else:
                 reason = "the run's container never started (its scheduler stopped while starting it)"
-            _finish(run, RunStatus.FAILED, reason=reason)
+            endings.append((_finish, run, RunStatus.FAILED, {"reason": reason}))
         elif info.status in ("exited", "dead"):
             status = RunStatus.SUCCEEDED if info.exit_code == 0 else RunStatus.FAILED
             reason = "" if status == RunStatus.SUCCEEDED else f"exited with code {info.exit_code}"
-            _finish(run, status, exit_code=info.exit_code, reason=reason)
+            endings.append((_finish, run, status, {"exit_code": info.exit_code, "reason": reason}))
         elif run.started_at and now - run.started_at > timedelta(seconds=run.job.timeout_seconds):
-            _stop(run, RunStatus.TIMED_OUT, f"killed after its timeout of {run.job.timeout_seconds}s")
-        else:
-            continue
-        summary.finished += 1
+            reason = f"killed after its timeout of {run.job.timeout_seconds}s"
+            endings.append((_stop, run, RunStatus.TIMED_OUT, {"reason": reason}))
+    summary.finished += len(endings)
+    # The secrets to mask in the logs kept, for every app at once.
+    secrets = secret_values_for_apps(
+        {run.job.app_id: run.job.app for _, run, _, _ in endings if run.job.app_id}.values()
+    )
+    # Each ending reads the container's log and removes it (engine calls of some milliseconds each):
+    # many at once go side by side, as starts do.
+    _side_by_side([functools.partial(end, run, status, secrets=secrets, **how) for end, run, status, how in endings])
 
 
-def _stop(run: CronRun, status: str, reason: str) -> None:
+def _side_by_side(steps: list[Callable[[], Any]]) -> list[Any]:
+    """Run `steps` in a few threads, each taking a share on a database connection of its own; in
+    this thread when there is only one, or inside a transaction (threads see only committed rows)."""
+    if len(steps) < 2 or connection.in_atomic_block:
+        return [step() for step in steps]
+    threads = min(START_THREADS, len(steps))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        shares = pool.map(_in_thread, [steps[i::threads] for i in range(threads)])
+        return [result for share in shares for result in share]
+
+
+def _in_thread(steps: list[Callable[[], Any]]) -> list[Any]:
+    try:
+        return [step() for step in steps]
+    finally:
+        connection.close()
+
+
+def _stop(run: CronRun, status: str, reason: str, *, secrets: Mapping[int, list[str]] | None = None) -> None:
     engine = orchestrator.engine()
     if run.container_name:
         engine.stop(run.container_name, timeout=0)
     info = engine.inspect(run.container_name) if run.container_name else None
-    _finish(run, status, exit_code=info.exit_code if info else None, reason=reason)
+    _finish(run, status, exit_code=info.exit_code if info else None, reason=reason, secrets=secrets)
 
 
-def _finish(run: CronRun, status: str, *, exit_code: int | None = None, reason: str = "") -> None:
+def _finish(
+    run: CronRun,
+    status: str,
+    *,
+    exit_code: int | None = None,
+    reason: str = "",
+    secrets: Mapping[int, list[str]] | None = None,
+) -> None:
+    """`secrets`: the secret values of the run's app, read with those of other runs ending now."""
     engine = orchestrator.engine()
     tail = ""
     if run.container_name:
         try:
             lines = (line.text for line in engine.logs(run.container_name, tail=LOG_TAIL_LINES))
-            tail = "\n".join(log_masker_for_cron_job(run.job).mask_lines(lines))  # stored: no secret in it
+            masker = log_masker_for_cron_job(run.job, secrets=secrets)
+            tail = "\n".join(masker.mask_lines(lines))  # stored: no secret in it
         except EngineError:
             tail = ""
+    finished_at = timezone.now()
     updated = (
         CronRun.objects.filter(pk=run.pk)
         .exclude(status__in=FINISHED)
-        .update(status=status, exit_code=exit_code, reason=reason, log_tail=tail, finished_at=timezone.now())
+        .update(status=status, exit_code=exit_code, reason=reason, log_tail=tail, finished_at=finished_at)
     )
     if run.container_name:
         engine.remove(run.container_name)
     if not updated:
         return
-    run.refresh_from_db()
+    run.status, run.exit_code, run.reason, run.log_tail, run.finished_at = status, exit_code, reason, tail, finished_at
     job = run.job
     if status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
         kind = "cron.run_failed" if status == RunStatus.FAILED else "cron.run_timed_out"
@@ -452,8 +482,11 @@ def _finish(run: CronRun, status: str, *, exit_code: int | None = None, reason: 
 def _prune(job: CronJob) -> None:
     """Keep the plan's number of finished runs per job."""
     keep = job.team.plan.cron_history_runs
-    stale = CronRun.objects.filter(job=job, status__in=FINISHED).order_by("-id").values_list("pk", flat=True)[keep:]
-    CronRun.objects.filter(pk__in=list(stale)).delete()
+    stale = list(
+        CronRun.objects.filter(job=job, status__in=FINISHED).order_by("-id").values_list("pk", flat=True)[keep:]
+    )
+    if stale:
+        CronRun.objects.filter(pk__in=stale).delete()
 
 
 def _emit(run: CronRun, kind: str, severity: str, message: str) -> None:
