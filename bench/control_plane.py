@@ -20,10 +20,12 @@ bulk_create (a minute or two at full size), then prints, each against its goal:
      (apps.databases.tasks.refresh_usage) against a redis-server the bench starts for itself.
 
 STUBBED, because 10,000 real containers cannot run here (everything else is the real code):
-  - the Docker Engine: FakeEngine, in memory, answers the Engine interface as DockerEngine does
+  - the Docker Engine: InMemoryEngine, in memory, answers the Engine interface as DockerEngine does
     (ContainerInfo, label filters, running/exited states). Its "containers" all answer health
     checks at 127.0.0.1:<port> (a small HTTP server of the bench), so convergence probes something
     real. Cron runs' containers are "started" on it too.
+    (tests/support/fakes.py, shared with the query-count tests.) The one engine listing a pass
+    makes is timed separately on the real engine over --engine-sample containers.
   - HAProxy's process and runtime API in items 3-5: InMemoryRuntimeRouter is the real
     HAProxyRouter (validation, config and map render, model files, `haproxy -c`) whose commands
     to the running HAProxy (`show servers state`, `add server`, a reload...) are answered from
@@ -56,16 +58,19 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from tests.support.fakes import InMemoryEngine
 
 DEFAULT_DATABASE_URL = "postgres://pandastack:pandastack@127.0.0.1:5432/ps_bench"
 MARKER = "pandastack bench/control_plane.py database: made by the benchmark, dropped by it"
@@ -207,7 +212,7 @@ def section(title: str) -> None:
 
 # --- stand-ins for what cannot run 10,000 times here ----------------------------------------------------
 class HealthServer:
-    """Answers 200 to every request on 127.0.0.1:<port>: where every FakeEngine container "listens"."""
+    """Answers 200 to every request on 127.0.0.1:<port>, where every InMemoryEngine container "listens"."""
 
     def __init__(self, port: int = 0) -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -227,194 +232,6 @@ class HealthServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-class FakeEngine:
-    """STUB of apps.runtime.engine.DockerEngine, in memory: 10,000 real containers cannot run here.
-    Same methods, same ContainerInfo answers (label filters with None meaning "present", states
-    running/exited, exit codes); every container's address is 127.0.0.1, where the bench's
-    HealthServer answers health checks. Counts the calls made to it."""
-
-    def __init__(self) -> None:
-        self.containers: dict[str, Any] = {}  # name -> ContainerInfo
-        self.calls: Counter[str] = Counter()
-
-    def add(
-        self, name: str, labels: Mapping[str, str], *, status: str = "running", exit_code: int | None = None
-    ) -> None:
-        from apps.runtime.engine import ContainerInfo
-
-        self.containers[name] = ContainerInfo(
-            id=uuid.uuid4().hex + uuid.uuid4().hex, name=name, image="registry.local/bench:1", status=status,
-            ip="127.0.0.1", labels=dict(labels), exit_code=exit_code, started_at=datetime.now(UTC),
-            networks={"ps-bench": "127.0.0.1"},
-        )  # fmt: skip
-
-    def _find(self, name_or_id: str) -> Any:
-        info = self.containers.get(name_or_id)
-        if info is None:
-            info = next((c for c in self.containers.values() if c.id == name_or_id), None)
-        return info
-
-    def ping(self) -> bool:
-        return True
-
-    def ensure_image(self, image: str, *, auth: Any = None, always_pull: bool = False) -> str:
-        self.calls["ensure_image"] += 1
-        return "sha256:" + "0" * 64
-
-    def image_digest(self, image: str) -> str | None:
-        return "registry.local/bench@sha256:" + "0" * 64
-
-    def ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
-        self.calls["ensure_network"] += 1
-
-    def remove_network(self, name: str) -> None:
-        pass
-
-    def run(self, spec: Any) -> Any:
-        self.calls["run"] += 1
-        self.add(spec.name, spec.labels)
-        return self.containers[spec.name]
-
-    def inspect(self, name_or_id: str) -> Any:
-        self.calls["inspect"] += 1
-        return self._find(name_or_id)
-
-    def list(self, labels: Mapping[str, str | None]) -> list[Any]:
-        self.calls["list"] += 1
-        return [
-            info
-            for info in self.containers.values()
-            if all(k in info.labels and (v is None or info.labels[k] == v) for k, v in labels.items())
-        ]
-
-    def stop(self, name_or_id: str, timeout: int = 10) -> None:
-        self.calls["stop"] += 1
-        info = self._find(name_or_id)
-        if info is not None and info.status == "running":
-            self.containers[info.name] = replace(info, status="exited", exit_code=137)
-
-    def remove(self, name_or_id: str) -> None:
-        self.calls["remove"] += 1
-        info = self._find(name_or_id)
-        if info is not None:
-            del self.containers[info.name]
-
-    def logs(self, name_or_id: str, *, tail: int = 100) -> list[Any]:
-        from apps.runtime.engine import ContainerNotFound
-
-        self.calls["logs"] += 1
-        if self._find(name_or_id) is None:
-            raise ContainerNotFound(name_or_id)
-        return []
-
-    def stats(self, name_or_id: str) -> Any:
-        return None
-
-    def connect(self, network: str, name_or_id: str) -> None:
-        pass
-
-
-def _in_memory_router_class() -> type:
-    from apps.runtime.router import HAProxyRouter
-
-    columns = (
-        "be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
-        "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "
-        "srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port "
-        "srv_check_addr srv_agent_addr srv_agent_port"
-    )
-    admin_bits = {"ready": 0, "drain": 0x08, "maint": 0x01}
-
-    class InMemoryRuntimeRouter(HAProxyRouter):
-        """STUB of the running HAProxy only: the real HAProxyRouter (validation, render, model files,
-        `haproxy -c`, its locking), whose process and runtime API are answered from memory the way
-        HAProxy 2.6 answers them. Counts the runtime commands sent."""
-
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.live: dict[str, dict[str, dict[str, Any]]] = {}
-            self.commands: Counter[str] = Counter()
-
-        def _load_live(self, backends: Any) -> None:
-            self.live = {
-                b.name: {s.name: {"addr": s.address, "port": s.port, "weight": s.weight, "admin": 0} for s in b.servers}
-                for b in backends
-            }
-
-        def _running(self) -> bool:
-            return True
-
-        def is_running(self) -> bool:
-            return True
-
-        def _haproxy_alive(self) -> bool:
-            return True
-
-        def _live_backends(self) -> set[str] | None:
-            return set(self.live)
-
-        def _start(self) -> None:
-            self.commands["start"] += 1
-            self._load_live(self._load_model())
-
-        def _reload(self, backends: Any) -> None:
-            self.commands["reload"] += 1
-            self._load_live(backends)
-
-        def _save_server_state(self, backends: Any) -> None:
-            pass
-
-        def stop(self) -> None:
-            self.live.clear()
-
-        def _ask_worker(self, command: str, *, read: bool) -> str:
-            words = command.split()
-            self.commands[" ".join(words[:2])] += 1
-            if words[:3] == ["show", "servers", "state"]:
-                names = words[3:] or list(self.live)
-                if any(n not in self.live for n in names):
-                    return "Can't find backend.\n"
-                rows = [
-                    f"{i} {b} {j} {s} {v['addr']} 2 {v['admin']} {v['weight']} {v['weight']} 0 1 0 0 0 0 0 0 - "
-                    f"{v['port']} - 0 0 - - 0"
-                    for i, b in enumerate(names, 1)
-                    for j, (s, v) in enumerate(self.live[b].items(), 1)
-                ]
-                return "\n".join(["1", f"# {columns}", *rows]) + "\n"
-            if words[:2] == ["show", "stat"]:
-                backends = list(self.live) if words[2] == "-1" else [words[2]]
-                rows = [f"{b},{s},0,0,0" for b in backends if b in self.live for s in self.live[b]]
-                return "\n".join(["# pxname,svname,qcur,qmax,scur", *rows]) + "\n"
-            target = next((w for w in words if "/" in w), "")
-            backend, _, server = target.partition("/")
-            if backend not in self.live:
-                return "No such backend.\n"
-            servers = self.live[backend]
-            if words[:2] == ["add", "server"]:
-                if server in servers:
-                    return "Already exists a server with the same name in backend.\n"
-                address, _, port = words[3].rpartition(":")
-                servers[server] = {"addr": address, "port": int(port), "weight": int(words[5]), "admin": 0x01}
-                return "New server registered.\n"
-            if server not in servers:
-                return "No such server.\n"
-            if words[:2] == ["del", "server"]:
-                del servers[server]
-                return "Server deleted.\n"
-            if words[:2] == ["enable", "server"]:
-                servers[server]["admin"] = 0
-            elif words[:2] == ["set", "server"] and words[3] == "state":
-                servers[server]["admin"] = admin_bits[words[4]]
-            elif words[:2] == ["set", "server"] and words[3] == "addr":
-                servers[server].update(addr=words[4], port=int(words[6]))
-                return "IP changed\n"
-            elif words[:2] == ["set", "weight"]:
-                servers[server]["weight"] = int(words[3])
-            return ""
-
-    return InMemoryRuntimeRouter
 
 
 # --- seeding ------------------------------------------------------------------------------------------
@@ -770,7 +587,7 @@ def _rss_kb(pid: int) -> int:
 
 
 # --- 3. the reconciler ---------------------------------------------------------------------------------
-def fill_engine(fake: FakeEngine) -> None:
+def fill_engine(fake: InMemoryEngine) -> None:
     from django.conf import settings
 
     from apps.deployments import orchestrator
@@ -784,7 +601,7 @@ def fill_engine(fake: FakeEngine) -> None:
         fake.add(f"ps-orphan-{i}", {f"{LABEL_PREFIX}managed": "true", **settings.PANDASTACK_EXTRA_LABELS})
 
 
-def measure_reconciler(fake: FakeEngine, router: Any, per_command: float | None) -> None:
+def measure_reconciler(fake: InMemoryEngine, router: Any, per_command: float | None) -> None:
     from apps.deployments import orchestrator
     from apps.deployments.models import App, Container
 
@@ -793,7 +610,7 @@ def measure_reconciler(fake: FakeEngine, router: Any, per_command: float | None)
     apps = App.objects.exclude(live_deployment=None).count()
     crashed = max(1, apps // 1000)
     for c in Container.objects.order_by("?")[:crashed]:
-        fake.containers[c.name] = replace(fake.containers[c.name], status="exited", exit_code=137)
+        fake.exit(c.name, 137)
     for label in (f"{crashed} crashed, 3 orphans", "steady, nothing to do"):
         fake.calls.clear()
         router.commands.clear()
@@ -825,7 +642,7 @@ def measure_alerts() -> None:
 
 
 # --- 5. the cron scheduler ----------------------------------------------------------------------------
-def measure_scheduler(fake: FakeEngine) -> None:
+def measure_scheduler(fake: InMemoryEngine) -> None:
     from django.utils import timezone
 
     from apps.cron.models import CronJob, CronRun, RunStatus
@@ -851,10 +668,48 @@ def measure_scheduler(fake: FakeEngine) -> None:
     running = list(CronRun.objects.filter(status=RunStatus.RUNNING).values_list("container_name", flat=True))
     for name in running:  # every run's container exits (as `true` does at once)
         if name in fake.containers:
-            fake.containers[name] = replace(fake.containers[name], status="exited", exit_code=0)
+            fake.exit(name, 0)
     elapsed, summary, queries = timed(tick)
     print(f"  reaping {len(running)} exited runs: {elapsed * 1000:.1f} ms, {queries} queries ({summary})")
     judge(f"scheduler tick reaping {len(running)} runs", elapsed, TICK_GOAL_S, "ms", f"({queries} q)")
+
+
+# --- the real engine's listing -----------------------------------------------------------------------
+def measure_engine_listing(count: int, run_id: str) -> None:
+    """The one engine listing a reconciler pass makes, against the real Docker Engine, over `count`
+    containers created (never started) for the purpose and removed after."""
+    from apps.runtime.engine import DockerEngine, EngineError
+    from tests.support import TEST_RUN_LABEL, remove_test_run
+    from tests.support.images import build_web_image
+
+    section(f"Docker Engine listing (REAL engine): {count} containers created for it, never started")
+    engine = DockerEngine.from_settings()
+    if not engine.ping():
+        print("  no Docker Engine here: not measured")
+        return
+    labels = {"io.pandastack.bench": "listing", TEST_RUN_LABEL: run_id}  # not "managed": no reconciler's
+    try:
+        image = build_web_image()
+        for i in range(count):
+            engine.client.api.create_container(image, labels=labels, name=f"ps-bench-{run_id}-{i}")
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        started = time.perf_counter()
+        listed = engine.list(labels)
+        one_call = time.perf_counter() - started
+        started = time.perf_counter()
+        engine.client.containers.list(all=True, filters=filters, ignore_removed=True)  # an inspect each
+        inspected = time.perf_counter() - started
+        per_10k = one_call / max(1, len(listed)) * 10_000
+        print(
+            f"  DockerEngine.list: {one_call * 1000:.0f} ms for {len(listed)} (one engine call; ~{per_10k:.2f} s per "
+            f"10,000 at this rate); listing then inspecting each, as before: {inspected * 1000:.0f} ms"
+        )
+        measured = f"{one_call * 1000:.0f} ms (inspecting each: {inspected * 1000:.0f} ms)"
+        inform(f"engine listing, {len(listed)} containers (real)", measured)
+    except EngineError as exc:
+        print(f"  not measured: {exc}")
+    finally:
+        remove_test_run(engine.client, run_id)
 
 
 # --- 6. rollup and usage -----------------------------------------------------------------------------
@@ -945,6 +800,12 @@ def main() -> int:
         help=f"the bench's own PostgreSQL database (default {DEFAULT_DATABASE_URL.rsplit('@', 1)[1]})",
     )
     parser.add_argument("--keep", action="store_true", help="reuse the bench database if there is one; keep it")
+    parser.add_argument(
+        "--engine-sample",
+        type=int,
+        default=200,
+        help="containers created on the real engine to time its listing (0: none)",
+    )
     args = parser.parse_args()
     if args.teams < 1 or args.apps < args.teams * 2:
         parser.error("--apps must be at least twice --teams (the benchmark reads app0001 of every team)")
@@ -1005,11 +866,15 @@ def main() -> int:
         measure_api(args.requests)
         per_command = measure_router_config(workdir)
 
-        fake_engine = FakeEngine()
-        fake_router = _in_memory_router_class().from_settings()
+        from tests.support.fakes import InMemoryEngine, InMemoryRuntimeRouter
+
+        fake_engine = InMemoryEngine()
+        fake_router = InMemoryRuntimeRouter.from_settings()
         orchestrator.engine = lambda: fake_engine  # STUB: see the module docstring
         orchestrator.router = lambda: fake_router
         orchestrator.sync_router()  # the router's state as a running platform has it
+        if args.engine_sample:
+            measure_engine_listing(args.engine_sample, run_id)
         measure_reconciler(fake_engine, fake_router, per_command)
         measure_alerts()
         measure_scheduler(fake_engine)
@@ -1032,7 +897,7 @@ def main() -> int:
     for f in FIGURES:
         print(f"{f.name:{width}}  {f.measured:{measured_width}}  {f.goal:10}  {f.verdict}")
     print(
-        "\nSTUBBED (10,000 containers cannot run here): the Docker Engine (FakeEngine, in memory) and the running "
+        "\nSTUBBED (10,000 containers cannot run here): the Docker Engine (InMemoryEngine, in memory) and the running "
         "HAProxy's runtime API in the reconciler, scheduler and alert figures (InMemoryRuntimeRouter); the "
         "HAProxy figures ran a real HAProxy. API through Django's test Client (in-process)."
     )
