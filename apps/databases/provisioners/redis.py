@@ -89,9 +89,7 @@ class RedisProvisioner:
                         f"is that user (disable it: `ACL SETUSER {words[1]} off`, or give it a password)"
                     )
             if not int(client.info("memory").get("maxmemory", 0) or 0):
-                problems.append(
-                    "it has no maxmemory, so one tenant could fill the host's memory (set `maxmemory`)"
-                )
+                problems.append("it has no maxmemory, so one tenant could fill the host's memory (set `maxmemory`)")
         return problems
 
     def rules(self, spec: DatabaseSpec) -> list[str]:
