@@ -254,7 +254,8 @@ ensure_postgres() {
     fi
 }
 
-# Redis on 127.0.0.1:6379: reuse a running server, else start one without persistence.
+# Redis on 127.0.0.1:6379: reuse a running server, else start one with an append-only file: it is the
+# Celery broker, and a broker that forgets its queues when it restarts loses the tasks in them.
 ensure_redis() {
     if redis_ready; then
         log "Redis is running on 127.0.0.1:6379"
@@ -268,7 +269,7 @@ ensure_redis() {
     mkdir -p "$dir" "$logdir"
     log "starting redis-server on 127.0.0.1:6379"
     quietly "redis-server" redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 \
-        --save "" --appendonly no --dir "$dir" --logfile "$logdir/ci.log"
+        --save "" --appendonly yes --dir "$dir" --logfile "$logdir/ci.log"
     wait_for redis_ready 30 || die "Redis did not answer on 127.0.0.1:6379 within 30s (see $logdir/ci.log)."
 }
 
@@ -345,14 +346,69 @@ runtime_packages_needed() {
 }
 
 # The Docker Engine: reuse a running one, else start dockerd in the background (no systemd here).
+# Either way with live-restore on (below).
 ensure_docker() {
     if docker_ready; then
         log "Docker Engine is running"
+        ensure_docker_live_restore
         return 0
     fi
     is_root || die "the Docker Engine is not running and starting dockerd needs root (sudo dockerd &)."
+    write_docker_live_restore_config
     local logdir=/var/log
-    log "starting dockerd (log: ${logdir}/dockerd.log)"
+    log "starting dockerd with live-restore (log: ${logdir}/dockerd.log)"
     nohup dockerd >"${logdir}/dockerd.log" 2>&1 &
     wait_for docker_ready 60 || die "dockerd did not come up within 60s (see ${logdir}/dockerd.log)."
+}
+
+# live-restore: containers keep running while dockerd itself stops and starts (an upgrade, a crash, a
+# restart), so the apps keep serving through the router meanwhile; without it every container stops
+# with the engine and the reconciler has to start them all again. Production engines should set it
+# too (docs/operations.md).
+DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
+
+docker_live_restore_enabled() { [[ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" == true ]]; }
+
+# Put "live-restore": true into daemon.json, keeping whatever else it says.
+write_docker_live_restore_config() {
+    local py
+    py="$(command -v python3)" || die "python3 is needed to edit ${DOCKER_DAEMON_JSON}."
+    as_root "$py" - "$DOCKER_DAEMON_JSON" <<'PY'
+import json
+import os
+import sys
+
+path = sys.argv[1]
+try:
+    with open(path) as fh:
+        config = json.loads(fh.read() or "{}")
+except FileNotFoundError:
+    config = {}
+if config.get("live-restore") is not True:
+    config["live-restore"] = True
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as fh:
+        json.dump(config, fh, indent=2)
+        fh.write("\n")
+    os.replace(path + ".tmp", path)
+PY
+}
+
+# A running engine without live-restore gets it by a configuration reload (SIGHUP: live-restore is one of
+# the options dockerd reloads), which stops no container. Without root, or when the reload is refused,
+# only a warning: the engine works, it just stops its containers when it restarts.
+ensure_docker_live_restore() {
+    docker_live_restore_enabled && return 0
+    local pid
+    pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+    if ! { is_root || can_sudo; } || [[ -z "$pid" ]]; then
+        warn "the Docker Engine runs without live-restore: its containers (the apps) stop whenever dockerd" \
+            "restarts. Set \"live-restore\": true in ${DOCKER_DAEMON_JSON} and reload it (kill -HUP dockerd)."
+        return 0
+    fi
+    log "turning on live-restore in ${DOCKER_DAEMON_JSON} and reloading dockerd (no container stops)"
+    write_docker_live_restore_config
+    as_root kill -HUP "$pid"
+    wait_for docker_live_restore_enabled 10 ||
+        warn "dockerd did not take live-restore from ${DOCKER_DAEMON_JSON} (see /var/log/dockerd.log)."
 }

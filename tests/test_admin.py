@@ -23,6 +23,7 @@ from apps.alerts.rules import rule_create
 from apps.audit.models import AuditEvent
 from apps.core.access import resolve_team
 from apps.core.actors import Actor
+from apps.core.models import PendingTask
 from apps.cron import services as cron_services
 from apps.cron.models import CronRun, RunStatus, Trigger
 from apps.databases import services as database_services
@@ -108,6 +109,8 @@ def everything(team_a: TeamWorld) -> TeamWorld:
     database = available_database(ctx, team_a.project, "main")
     database_services.database_attach(ctx=ctx, database=database, app=app)
     Backup.objects.create(team=team_a.team, database=database, number=1, status=BackupStatus.FAILED, error="refused")
+    # A task kept while the broker was unreachable, as apps.core.broker keeps one.
+    PendingTask.objects.create(task="deployments.converge_app", args=[app.pk], task_id="0" * 36, last_error="down")
     return team_a
 
 
@@ -143,6 +146,7 @@ def test_token_admin_never_shows_the_token_hash(admin_client: Client, everything
         *(ApiToken, Deployment, Container, Variable, CronRun, PlatformEvent, Delivery, AlertRule, Incident),
         Database,
         Backup,
+        PendingTask,
     ],
     ids=lambda m: m._meta.label,
 )

@@ -24,6 +24,7 @@ from apps.alerts.models import ChannelKind, Delivery, DeliveryStatus, Notificati
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
 from apps.core.addresses import address_is_public, host_names_private_address
+from apps.core.broker import enqueue, require_broker
 from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, PandaError, ValidationFailed, require_confirmation
 from apps.secrets import crypto
@@ -196,7 +197,9 @@ def notify(*, channel: NotificationChannel, trigger: str, subject: str, payload:
     delivery = Delivery.objects.create(
         team=channel.team, channel=channel, trigger=trigger, subject=subject[:200], payload=payload
     )
-    transaction.on_commit(lambda: delivery_attempt.delay(delivery.pk))
+    # Deferred, never refused: the incident or event behind it is recorded now, broker or not, and its
+    # notifications go out once the broker is back (apps.core.broker).
+    enqueue(delivery_attempt, delivery.pk, defer=True)
     return delivery
 
 
@@ -212,6 +215,7 @@ def channel_test(*, ctx: TeamContext, channel: NotificationChannel) -> Delivery:
             " (POST …/verify/ with {\"token\": …}).",
             code="channel_unverified",
         )
+    require_broker()  # the test message is the whole point: refused (503) rather than sent who knows when
     return notify(
         channel=channel,
         trigger="test",
@@ -276,11 +280,12 @@ def channel_verification_token(channel: NotificationChannel) -> str:
     return signing.dumps({"channel": channel.pk, "target": channel.target}, salt=VERIFICATION_SALT)
 
 
-def _enqueue_verification(channel: NotificationChannel) -> None:
+def _enqueue_verification(channel: NotificationChannel, *, defer: bool = True) -> None:
+    """Deferred while the broker is down when the channel is the point (created, readdressed: the mail
+    follows when the broker is back); refused (503) when the mail itself is (a resend)."""
     from apps.alerts.tasks import channel_verification_send
 
-    channel_id = channel.pk
-    transaction.on_commit(lambda: channel_verification_send.delay(channel_id))
+    enqueue(channel_verification_send, channel.pk, defer=defer)
 
 
 def channel_verification_send(channel_id: int) -> bool:
@@ -331,7 +336,7 @@ def channel_verification_resend(*, ctx: TeamContext, channel: NotificationChanne
         raise VerificationThrottled(
             "A verification code was sent less than 10 minutes ago.", retry_after=600
         )
-    _enqueue_verification(channel)
+    _enqueue_verification(channel, defer=False)
 
 
 def _generic_error(channel: NotificationChannel, exc: BaseException) -> str:

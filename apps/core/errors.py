@@ -77,6 +77,17 @@ class RateLimited(PandaError):
         super().__init__(message, retry_after=retry_after, **extra)
 
 
+class ServiceUnavailable(PandaError):
+    """A service the platform depends on (the task queue, the cache) cannot be reached: nothing was
+    changed, and the same request may simply be sent again once it is back (``retry_after``)."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **extra)
+
+
 class TeamSuspended(PandaError):
     status_code = 403
     code = "team_suspended"

@@ -35,3 +35,24 @@ class TeamOwnedModel(TimeStampedModel):
 
     class Meta:
         abstract = True
+
+
+class PendingTask(models.Model):
+    """A task whose publish to the broker failed after its transaction had committed (the broker went
+    away between the check and the commit, or a background caller that must not fail enqueued it
+    during an outage). The intent is in the database already, so the task must still run: a worker
+    publishes it again as soon as it is connected (apps.core.broker.relay_pending_tasks), under the
+    task id it was given at first, so a task runs once whichever way it arrives."""
+
+    task = models.CharField(max_length=200)
+    args = models.JSONField(default=list)
+    task_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"{self.task}{tuple(self.args)} [{self.task_id}]"

@@ -1,7 +1,17 @@
 """The cron scheduler: one `tick()` schedules due slots, starts pending runs and reaps finished
 ones. `manage.py run_scheduler` calls it twice a second; any number of schedulers may run at once
 (row locks with SKIP LOCKED, a unique run per slot, and a compare-and-set claim on each run make
-every slot run exactly once)."""
+every slot run exactly once).
+
+A scheduler that is stopped or killed loses nothing: a run's container keeps running without it and
+the next tick of any scheduler reaps it with its real exit code. A run whose scheduler died while
+starting it (claimed, its image pulling, its container created but not started) is told from a slow
+start by the starter's heartbeat (apps.core.leases): no heartbeat for PANDASTACK_WORKER_STALE_SECONDS
+and the run fails with the reason, its half-made container removed, never started twice.
+
+At 10,000 jobs a tick stays a few queries plus a fixed few per run it starts or ends: due slots
+become runs in one insert, pending runs are claimed in one transaction, what their containers need
+is read once for all of them, and running runs are reaped from one engine listing."""
 
 from __future__ import annotations
 
@@ -21,6 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.bulk import bulk_set
+from apps.core.leases import lease, stale_before
 from apps.cron.models import FINISHED, ConcurrencyPolicy, CronJob, CronRun, RunStatus, Trigger
 from apps.cron.schedule import next_run
 from apps.deployments import orchestrator
@@ -40,9 +51,6 @@ from apps.teams.quotas import Limit, plan_cap
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 50
-# How long a running run may have no container before it counts as disappeared: another scheduler
-# may be creating it (and pulling its image) right now.
-START_GRACE_SECONDS = 60
 
 
 @dataclass
@@ -169,6 +177,20 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
         if run.job.concurrency_policy == ConcurrencyPolicy.REPLACE:
             for other in CronRun.objects.filter(job=run.job, status=RunStatus.RUNNING).exclude(pk=run.pk):
                 _stop(other, RunStatus.CANCELLED, "replaced by a newer run (policy: replace)")
+    if not claimed:
+        return
+    ids = [run.pk for run in claimed]
+
+    def touch() -> None:
+        CronRun.objects.filter(pk__in=ids, status=RunStatus.RUNNING).update(updated_at=timezone.now())
+
+    # One heartbeat for every run this tick starts, until the last container runs: a slow image pull
+    # is not mistaken for a dead scheduler by the others.
+    with lease(None, holder="cron-start", touch=touch):
+        summary.started += _start_claimed(claimed)
+
+
+def _start_claimed(claimed: list[CronRun]) -> int:
     launches = _prepare(claimed)
     if len(claimed) > 1 and not connection.in_atomic_block:
         # Starting a container takes a few hundred milliseconds: the due runs start side by side so
@@ -178,7 +200,7 @@ def _start_pending(now: datetime, summary: TickSummary) -> None:
             # On failure each run's own start reports the engine's error.
             with contextlib.suppress(EngineError):
                 orchestrator.engine().ensure_network(orchestrator.team_network(slug), orchestrator.network_labels(slug))
-    summary.started += sum(_side_by_side([functools.partial(_start, run, launches[run.pk]) for run in claimed]))
+    return sum(_side_by_side([functools.partial(_start, run, launches[run.pk]) for run in claimed]))
 
 
 START_THREADS = 8
@@ -229,7 +251,7 @@ def _claim_within_team_caps(pending: list[CronRun]) -> tuple[list[CronRun], list
             claimed.append(run)
         claimed_at = timezone.now()
         CronRun.objects.filter(pk__in=[run.pk for run in claimed]).update(
-            status=RunStatus.RUNNING, started_at=claimed_at
+            status=RunStatus.RUNNING, started_at=claimed_at, updated_at=claimed_at
         )
         CronRun.objects.filter(pk__in=[run.pk for run in skipped]).update(
             status=RunStatus.SKIPPED, reason=_FORBIDDEN, finished_at=claimed_at
@@ -286,15 +308,14 @@ class _Launch:
 
 def _prepare(runs: list[CronRun]) -> dict[int, _Launch | Exception]:
     """What starting each run's container takes — its image, its app's environment, the team's
-    registry login — read for all the runs at once (or why it cannot start), and each run's
-    container name recorded (one statement) before any container is created: a scheduler killed
-    while creating one leaves a name the reaper looks for."""
+    registry login — read for all the runs at once (or why it cannot start), and each run's image
+    recorded (one statement)."""
     lives = [run.job.app.live_deployment for run in runs if run.job.app_id is not None]
     versions = versions_of((live.config.get("variables") or {}) for live in lives if live is not None)
     credentials = credentials_for(live.image for live in lives if live is not None)
     credentials += credentials_for(run.job.image for run in runs if run.job.app_id is None)
     launches: dict[int, _Launch | Exception] = {}
-    names: dict[int, dict[str, str]] = {}
+    images: dict[int, dict[str, str]] = {}
     for run in runs:
         job = run.job
         try:
@@ -314,9 +335,9 @@ def _prepare(runs: list[CronRun]) -> dict[int, _Launch | Exception]:
             launches[run.pk] = exc
             continue
         launches[run.pk] = _Launch(spec=_container_spec(run, name, image, env), pull=pull)
-        names[run.pk] = {"container_name": name, "image": image}
-        run.container_name, run.image = name, image
-    bulk_set(CronRun, names, ["container_name", "image"])
+        images[run.pk] = {"image": image}
+        run.image = image
+    bulk_set(CronRun, images, ["image"])
     return launches
 
 
@@ -358,6 +379,10 @@ def _start_container(run: CronRun, launch: _Launch | Exception | None = None) ->
     engine = orchestrator.engine()
     engine.ensure_image(launch.spec.image, auth=launch.pull.auth, always_pull=launch.pull.always_pull)
     engine.ensure_network(launch.spec.network, orchestrator.network_labels(run.job.team.slug))
+    # Named once the image is here, just before the container is made: a run without a name never had a
+    # container (its starter died pulling), one whose named container is gone had it disappear.
+    CronRun.objects.filter(pk=run.pk).update(container_name=launch.spec.name)
+    run.container_name = launch.spec.name
     engine.run(launch.spec)
     # started_at is when the container runs (the claim time only guards against double starts).
     # Another scheduler may have finished the run while the container was being created (replaced
@@ -379,11 +404,11 @@ def _reap_running(now: datetime, summary: TickSummary) -> None:
     }
     endings: list[tuple[Callable[..., None], CronRun, str, dict[str, Any]]] = []  # _finish or _stop
     for run in running:
-        # No name yet, or a container created but not started: a scheduler is starting it right now,
-        # or stopped (was killed) while it did; after the grace, the run is given up on.
+        # No name yet, or a container created but not started: a scheduler is starting it right now
+        # (its heartbeat keeps the run fresh through a slow pull), or died while it did (no heartbeat).
         info = (listed.get(run.container_name) or engine.inspect(run.container_name)) if run.container_name else None
         if info is None or info.status == "created":
-            if run.started_at and now - run.started_at < timedelta(seconds=START_GRACE_SECONDS):
+            if run.updated_at >= stale_before(now):
                 continue
             if info is None and run.container_name:
                 reason = "the run's container disappeared"

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
+from apps.core.broker import enqueue
 from apps.core.errors import Conflict, RateLimited, ValidationFailed, require_confirmation
 from apps.cron.models import CronJob, CronRun, RunStatus, Trigger
 from apps.cron.schedule import next_run, schedule_error, timezone_error
@@ -122,7 +123,7 @@ def cron_job_delete(*, ctx: TeamContext, job: CronJob, confirm: str) -> None:
     if running:
         from apps.cron.tasks import remove_containers
 
-        transaction.on_commit(lambda: remove_containers.delay(running))
+        enqueue(remove_containers, running)
 
 
 def _run_now_rate_limit(key: str, *, limit: int, what: str) -> None:

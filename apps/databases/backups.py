@@ -38,19 +38,22 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import Storage, storages
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.core import shutdown
 from apps.core.access import TeamContext
 from apps.core.actors import Actor
+from apps.core.broker import enqueue
 from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, NotFound, require_confirmation
+from apps.core.leases import lease, stale_before
 from apps.databases.dumps import FORMATS, BackupError, DumpFormat, format_for, sha256_of
 from apps.databases.models import Backup, BackupStatus, BackupTrigger, Database, DatabaseStatus
 from apps.databases.provisioners import ProvisionerError
-from apps.databases.services import admin_url_of, spec_for
+from apps.databases.services import admin_url_of, spec_for, work_lock_key
 from apps.events.models import Severity
 from apps.events.services import event_emit
 from apps.secrets.crypto import DecryptionFailed
@@ -111,7 +114,7 @@ def _backup_create(*, database: Database, trigger: str, actor: Actor) -> Backup:
     Database.objects.filter(pk=database.pk).update(status=DatabaseStatus.BACKING_UP, updated_at=timezone.now())
     audit_record(actor=actor, action="database.backup", target=database, team=database.team,
                  data={"backup": backup.number, "trigger": trigger})  # fmt: skip
-    transaction.on_commit(lambda: backup_run.delay(backup.pk))
+    enqueue(backup_run, backup.pk)
     return backup
 
 
@@ -152,7 +155,7 @@ def backup_restore(*, ctx: TeamContext, database: Database, backup: Backup, conf
     safety = _safety_create(database, backup, ctx.actor.label)
     audit_record(actor=ctx.actor, action="database.restore", target=database, team=ctx.team,
                  data={"backup": backup.number, "safety_backup": safety.number})  # fmt: skip
-    transaction.on_commit(lambda: restore_run.delay(backup.pk, safety.pk))
+    enqueue(restore_run, backup.pk, safety.pk)
     return backup
 
 
@@ -192,9 +195,16 @@ def backup_open(*, ctx: TeamContext, backup: Backup) -> tuple[IO[bytes], str]:
 def scheduled_backups(now: datetime | None = None) -> int:
     """Back up every available database whose plan schedules backups and whose last scheduled
     backup (of any outcome: a failing database is not retried every few minutes) is at least the
-    plan's interval old. Also gives up on work whose worker disappeared. Returns how many were queued."""
+    plan's interval old. Returns how many were queued. Safe to run twice at once (two beats): each
+    database is asked again under its row lock. (Work whose worker disappeared is given up on by the
+    takeover sweep: `give_up_stale`.)"""
     now = now or timezone.now()
-    give_up_stale(now)
+    actor = Actor.system("backup-scheduler")
+    return sum(_backup_if_due(database.pk, now=now, actor=actor) for database in due_for_backup(now))
+
+
+def due_for_backup(now: datetime, *, pk: int | None = None) -> list[Database]:
+    """The available databases (or the one `pk`) whose scheduled backup is due as of `now`."""
     last = (
         Backup.objects.filter(database=OuterRef("pk"), trigger=BackupTrigger.SCHEDULED)
         .order_by("-created_at")
@@ -206,43 +216,70 @@ def scheduled_backups(now: datetime | None = None) -> int:
         .select_related("team__plan")
         .order_by("id")
     )
-    actor = Actor.system("backup-scheduler")
-    queued = 0
-    for database in due:
-        interval = timedelta(hours=database.team.plan.backup_interval_hours)
-        if database.last_scheduled is not None and database.last_scheduled > now - interval:
-            continue
+    if pk is not None:
+        due = due.filter(pk=pk)
+    return [
+        database
+        for database in due
+        if database.last_scheduled is None
+        or database.last_scheduled <= now - timedelta(hours=database.team.plan.backup_interval_hours)
+    ]
+
+
+def _backup_if_due(database_id: int, *, now: datetime, actor: Actor) -> bool:
+    """Queue the database's scheduled backup if it is still due once its row is locked: another pass
+    that read the same list (a second beat) may have backed it up meanwhile — and finished, so the
+    database is available again."""
+    with transaction.atomic():
+        database = Database.objects.select_for_update().filter(pk=database_id).first()
+        if database is None or not due_for_backup(now, pk=database_id):
+            return False
         try:
-            with transaction.atomic():
-                _backup_create(database=database, trigger=BackupTrigger.SCHEDULED, actor=actor)
+            _backup_create(database=database, trigger=BackupTrigger.SCHEDULED, actor=actor)
         except Conflict:
-            continue  # it became busy since the query
-        queued += 1
-    return queued
+            return False  # it became busy since the query
+    return True
 
 
-def give_up_stale(now: datetime) -> None:
-    """Backups still pending or running, and restores still going, long after any worker would have
-    finished them (its task time limit is far shorter): their worker died and the message is gone.
-    The backup fails and the database is available again, with the reason."""
-    cutoff = now - timedelta(seconds=settings.PANDASTACK_BACKUP_STALE_SECONDS)
-    stale = Backup.objects.filter(status__in=UNFINISHED).filter(
-        Q(started_at__lt=cutoff) | Q(started_at__isnull=True, created_at__lt=cutoff)
-    )
-    for backup in stale.select_related("database__team"):
-        _backup_failed(backup, "the backup never finished: its worker stopped or its task was lost")
-    for database in Database.objects.filter(status=DatabaseStatus.RESTORING, updated_at__lt=cutoff):
-        reason = "the restore never finished: its worker stopped or its task was lost"
-        safety = (
-            Backup.objects.filter(database=database, trigger=BackupTrigger.SAFETY, status=BackupStatus.SUCCEEDED)
-            .order_by("-number")
-            .first()
+def give_up_stale(now: datetime | None = None) -> int:
+    """Finish, with the reason, work whose worker is gone; how many (backups and restores):
+    - a running backup or restore whose heartbeat stopped (apps.core.leases): its worker died while it
+      ran (a graceful stop hands it back instead). It is not retried: a worker that dies during a dump
+      may have died of it (memory), and a retry loop would kill the next one too. A backup's partial
+      file is deleted, so it is never counted as good;
+    - a backup or restore still queued long after any worker would have started it
+      (PANDASTACK_BACKUP_STALE_SECONDS): its task message was lost.
+    Runs in the takeover sweep (apps.core.tasks), every few seconds."""
+    now = now or timezone.now()
+    silent = stale_before(now)
+    lost = now - timedelta(seconds=settings.PANDASTACK_BACKUP_STALE_SECONDS)
+    seconds = f"{settings.PANDASTACK_WORKER_STALE_SECONDS:.0f}s"
+    count = 0
+    died = Backup.objects.filter(status=BackupStatus.RUNNING, updated_at__lt=silent)
+    for backup in died.select_related("database__team"):
+        reason = (
+            f"the backup never finished: its worker stopped while taking it (no heartbeat for {seconds}); "
+            "its partial file was deleted"
         )
+        count += _backup_failed(backup, reason, not_refreshed_since=silent)
+    queued = Backup.objects.filter(status=BackupStatus.PENDING, created_at__lt=lost)
+    for backup in queued.select_related("database__team"):
+        count += _backup_failed(backup, "the backup never started: its task was lost", not_refreshed_since=lost)
+    for database in Database.objects.filter(status=DatabaseStatus.RESTORING, updated_at__lt=silent):
+        safety = Backup.objects.filter(database=database, trigger=BackupTrigger.SAFETY).order_by("-number").first()
+        started = safety is None or safety.status != BackupStatus.PENDING  # its task took the safety backup
+        if not started and database.updated_at >= lost:
+            continue  # queued, not lost yet
+        if started:
+            reason = f"the restore never finished: its worker stopped while restoring (no heartbeat for {seconds})"
+        else:
+            reason = "the restore never started: its task was lost"
         fmt = FORMATS.get(database.engine)
-        if safety is not None and fmt is not None and not fmt.atomic_load:
+        if started and safety is not None and safety.status == BackupStatus.SUCCEEDED and fmt and not fmt.atomic_load:
             # A load cut off part way is not undone here (no worker to run it): say where the data is.
             reason += f"; the data may be partly restored: safety backup #{safety.number} holds it from before"
-        _restore_failed(database, None, reason)
+        count += _restore_failed(database, None, reason, not_refreshed_since=silent)
+    return count
 
 
 # --- the worker's side -------------------------------------------------------------------------------
@@ -287,10 +324,13 @@ def _store(storage: Storage, name: str, path: Path) -> tuple[str, int, str]:
 
 def _claim(backup_id: int) -> tuple[Backup, str] | None:
     """Mark an unfinished backup running; it and a killed run's partial file, or None when it is
-    finished (or gone)."""
+    finished (or gone), or running under another worker whose heartbeat is fresh (a redelivered
+    message must not dump it a second time alongside)."""
     with transaction.atomic():
         backup = Backup.objects.select_for_update().filter(pk=backup_id).first()
         if backup is None or backup.status not in UNFINISHED:
+            return None
+        if backup.status == BackupStatus.RUNNING and backup.updated_at >= stale_before():
             return None
         leftover = backup.file_name  # a killed run's partial file
         backup.status, backup.started_at, backup.error, backup.file_name = (
@@ -298,6 +338,38 @@ def _claim(backup_id: int) -> tuple[Backup, str] | None:
         )  # fmt: skip
         backup.save(update_fields=["status", "started_at", "error", "file_name", "updated_at"])
     return backup, leftover
+
+
+def _heartbeat(*, backups: tuple[int, ...] = (), restoring: int | None = None) -> Callable[[], bool]:
+    """The lease's touch for a backup (and a restore's database): refreshes the running backups and
+    the restoring database; False once none of them is still this worker's (given up on meanwhile)."""
+
+    def touch() -> bool:
+        now = timezone.now()
+        touched = Backup.objects.filter(pk__in=backups, status=BackupStatus.RUNNING).update(updated_at=now)
+        if restoring is not None:
+            touched += Database.objects.filter(pk=restoring, status=DatabaseStatus.RESTORING).update(updated_at=now)
+        return touched > 0
+
+    return touch
+
+
+def _handed_back(exc: BaseException) -> bool:
+    """Whether a failure is the worker's stop: WorkerStopping itself, or a tool killed by the same
+    SIGTERM (sent to the worker's whole process group)."""
+    return isinstance(exc, shutdown.WorkerStopping) or shutdown.stop_requested()
+
+
+def _hand_back(backup: Backup) -> None:
+    """The worker is stopping: the backup goes back to pending (its partial file deleted) for the
+    next worker, which gets the queued message again."""
+    connection.close()  # an interruption may have cut the worker's own connection mid-query
+    name = Backup.objects.filter(pk=backup.pk).values_list("file_name", flat=True).first()
+    if name:
+        backup_storage().delete(name)
+    Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
+        status=BackupStatus.PENDING, file_name="", updated_at=timezone.now()
+    )
 
 
 def _dump_into(backup: Backup, leftover: str) -> bool:
@@ -312,12 +384,18 @@ def _dump_into(backup: Backup, leftover: str) -> bool:
         fmt = format_for(database.engine)
         with tempfile.TemporaryDirectory(prefix="pandastack-backup-") as tmp:
             path = Path(tmp) / f"dump.{fmt.extension}"
-            fmt.dump(admin_url_of(database), spec_for(database), path)
+            with shutdown.interruptible():  # a stop cuts the dump: it is taken again from the start
+                fmt.dump(admin_url_of(database), spec_for(database), path)
             name = _file_name(database, backup, fmt, now)
-            # Recorded before writing: a run killed while writing leaves a file the next run finds.
+            # Recorded before writing: a run killed while writing leaves a file the next run (or the
+            # takeover sweep, which fails the backup) finds and deletes.
             Backup.objects.filter(pk=backup.pk).update(file_name=name)
-            stored, size, sha256 = _store(storage, name, path)
+            with shutdown.interruptible():
+                stored, size, sha256 = _store(storage, name, path)
     except Exception as exc:
+        if _handed_back(exc):
+            _hand_back(backup)
+            raise shutdown.WorkerStopping() from exc
         _backup_failed(backup, _reason(exc))
         return False
     done = Backup.objects.filter(pk=backup.pk, status=BackupStatus.RUNNING).update(
@@ -332,12 +410,15 @@ def _dump_into(backup: Backup, leftover: str) -> bool:
 
 def backup_execute(backup_id: int) -> None:
     """Dump the database into storage and record the outcome; the database is available again
-    either way. A pending or running backup is (re)done from the start; a finished one is left."""
+    either way. A pending backup, or a running one whose worker died, is (re)done from the start; a
+    finished one is left. Its heartbeat shows the takeover sweep it is alive; a worker asked to stop
+    hands it back (WorkerStopping: pending again, its message queued again)."""
     claimed = _claim(backup_id)
     if claimed is None:
         return
     backup, leftover = claimed
-    succeeded = _dump_into(backup, leftover)
+    with lease(None, holder=f"backup:{backup.pk}", touch=_heartbeat(backups=(backup.pk,))):
+        succeeded = _dump_into(backup, leftover)
     Database.objects.filter(pk=backup.database_id, status=DatabaseStatus.BACKING_UP).update(
         status=DatabaseStatus.AVAILABLE, updated_at=timezone.now()
     )
@@ -351,13 +432,20 @@ def _printable(reason: str) -> str:
     return "".join(c if c.isprintable() or c == "\n" else "?" for c in reason)
 
 
-def _backup_failed(backup: Backup, reason: str) -> None:
+def _backup_failed(backup: Backup, reason: str, *, not_refreshed_since: datetime | None = None) -> bool:
+    """Fail an unfinished backup (with `not_refreshed_since`: only if not refreshed since, so a backup another
+    worker took up again meanwhile is left to it); whether it did. Its file goes either way."""
     reason = _printable(reason)
     database = backup.database
     with transaction.atomic():
-        changed = Backup.objects.filter(pk=backup.pk, status__in=UNFINISHED).update(
+        unfinished = Backup.objects.filter(pk=backup.pk, status__in=UNFINISHED)
+        if not_refreshed_since is not None:
+            unfinished = unfinished.filter(updated_at__lt=not_refreshed_since)
+        changed = unfinished.update(
             status=BackupStatus.FAILED, error=reason[:2000], finished_at=timezone.now(), updated_at=timezone.now()
         )
+        if not changed and not_refreshed_since is not None:
+            return False
         Database.objects.filter(pk=database.pk, status=DatabaseStatus.BACKING_UP).update(
             status=DatabaseStatus.AVAILABLE, updated_at=timezone.now()
         )
@@ -368,6 +456,7 @@ def _backup_failed(backup: Backup, reason: str) -> None:
     if backup.file_name:
         backup_storage().delete(backup.file_name)
     Backup.objects.filter(pk=backup.pk).update(file_name="")
+    return bool(changed)
 
 
 def prune(database: Database) -> int:
@@ -382,7 +471,7 @@ def prune(database: Database) -> int:
     for status in (BackupStatus.SUCCEEDED, BackupStatus.FAILED):
         of_status = Backup.objects.filter(database=database, status=status).order_by("-number")
         for old in (of_status.filter(safety)[kept:], of_status.exclude(safety)[kept:]):
-              for backup in list(old):
+            for backup in list(old):
                 if backup.file_name:
                     storage.delete(backup.file_name)
                 backup.delete()
@@ -437,10 +526,9 @@ def _safety_backup(database: Database, restoring: Backup, safety_id: int | None)
         return _safety_create(database, restoring, "restore")
 
 
-def _take_safety(database: Database, restoring: Backup, safety_id: int | None) -> Backup:
+def _take_safety(safety: Backup) -> Backup:
     """The safety backup, taken now unless it already succeeded (a task run again after its worker
     died reuses it: the data may already be partly replaced)."""
-    safety = _safety_backup(database, restoring, safety_id)
     if safety.status != BackupStatus.SUCCEEDED and (claimed := _claim(safety.pk)) is not None:
         _dump_into(*claimed)
         safety.refresh_from_db()
@@ -489,13 +577,30 @@ def restore_execute(backup_id: int, safety_id: int | None = None) -> None:
     available again either way (on failure with the reason in its status_reason, and a
     `database.restore_failed` event). A load that fails part way leaves the data as it was: rolled
     back by the server, or put back from the safety backup. Runs only while the database is
-    `restoring`, so a second run after success does nothing."""
+    `restoring`, so a second run after success does nothing; one worker at a time, with a heartbeat
+    (a worker that dies is noticed by the takeover sweep). A worker asked to stop hands the restore
+    back before the load, or after a load its stop cut short (WorkerStopping): the next run loads again
+    from the start, the safety backup taken once."""
     backup = Backup.objects.select_related("database__team__plan", "database__server").filter(pk=backup_id).first()
     if backup is None or backup.database.status != DatabaseStatus.RESTORING:
         return
     database = backup.database
+    safety = _safety_backup(database, backup, safety_id)
+    touch = _heartbeat(backups=(safety.pk,), restoring=database.pk)
+    with lease(work_lock_key(database.pk), holder=f"restore:{backup.pk}", touch=touch) as held:
+        if held is None:
+            return  # another worker is restoring it right now
+        try:
+            _restore(database, backup, safety)
+        except shutdown.WorkerStopping:
+            connection.close()  # an interruption may have cut the worker's own connection mid-query
+            Database.objects.filter(pk=database.pk, status=DatabaseStatus.RESTORING).update(updated_at=timezone.now())
+            raise
+
+
+def _restore(database: Database, backup: Backup, safety: Backup) -> None:
     failed = f"Restore from backup #{backup.number} failed"
-    safety = _take_safety(database, backup, safety_id)
+    safety = _take_safety(safety)
     if safety.status != BackupStatus.SUCCEEDED:
         why = f"the safety backup #{safety.number} of the current data failed ({safety.error or safety.status})"
         _restore_failed(database, backup, f"{failed}: {why}. Nothing was changed.")
@@ -507,9 +612,14 @@ def restore_execute(backup_id: int, safety_id: int | None = None) -> None:
         except Exception as exc:
             _restore_failed(database, backup, f"{failed}: {_reason(exc)}. Nothing was changed.")
             return
+        # The last check point: once loading, the load runs to its end (a stop waits for it) unless the
+        # stop's own signal kills the loading tool, which hands the restore back as well.
+        shutdown.check()
         try:
             _load(database, fmt, path)
         except Exception as exc:
+            if _handed_back(exc):
+                raise shutdown.WorkerStopping() from exc
             _restore_failed(database, backup, f"{failed}: {_reason(exc)}. {_undo(database, fmt, safety, Path(tmp))}")
             return
     with transaction.atomic():
@@ -533,13 +643,21 @@ def _undo(database: Database, fmt: DumpFormat, safety: Backup, directory: Path) 
     return f"The data from before was put back from safety backup #{safety.number}; nothing was changed."
 
 
-def _restore_failed(database: Database, backup: Backup | None, reason: str) -> None:
+def _restore_failed(
+    database: Database, backup: Backup | None, reason: str, *, not_refreshed_since: datetime | None = None
+) -> bool:
+    """The restore ended without loading the backup: the database is available with the reason
+    (with `not_refreshed_since`: only if its heartbeat stopped before then); whether it was."""
     reason = _printable(reason)
     with transaction.atomic():
-        changed = Database.objects.filter(pk=database.pk, status=DatabaseStatus.RESTORING).update(
+        restoring = Database.objects.filter(pk=database.pk, status=DatabaseStatus.RESTORING)
+        if not_refreshed_since is not None:
+            restoring = restoring.filter(updated_at__lt=not_refreshed_since)
+        changed = restoring.update(
             status=DatabaseStatus.AVAILABLE, status_reason=reason[:2000], updated_at=timezone.now()
         )
         if changed:
             data: dict[str, Any] = {"backup": backup.number} if backup is not None else {}
             event_emit(team=database.team, kind="database.restore_failed", subject=database, severity=Severity.ERROR,
                        message=f"{database.name}: {reason[:300]}", data=data)  # fmt: skip
+    return bool(changed)

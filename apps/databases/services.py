@@ -17,6 +17,7 @@ from django.utils import timezone
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
 from apps.core.actors import Actor
+from apps.core.broker import enqueue
 from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, require_confirmation
 from apps.databases.models import (
@@ -74,6 +75,12 @@ def admin_url_of(database: Database) -> str:
     if database.server is None:
         raise ProvisionerError(f"database {database.name} has no server")
     return crypto.decrypt(database.server.admin_url_encrypted)
+
+
+def work_lock_key(database_id: int) -> str:
+    """The lease lock (apps.core.leases) a worker holds while it provisions or restores the database:
+    one of those at a time per database."""
+    return f"pandastack:lock:database:{database_id}"
 
 
 def provisioner_of(database: Database) -> Provisioner:
@@ -223,7 +230,7 @@ def database_create(
     database.save(update_fields=["db_name", "username", "host", "port"])
     audit_record(actor=ctx.actor, action="database.create", target=database, team=team,
                  data={"engine": engine, "placement": placement, "project": project.slug})  # fmt: skip
-    transaction.on_commit(lambda: database_provision.delay(database.pk))
+    enqueue(database_provision, database.pk)
     return database
 
 
@@ -262,9 +269,9 @@ def database_delete(*, ctx: TeamContext, database: Database, confirm: str) -> Da
     audit_record(actor=ctx.actor, action="database.delete", target=database, team=ctx.team,
                  data={"purge_after": database.purge_after.isoformat(), "detached": detached})  # fmt: skip
     if grace:
-        transaction.on_commit(lambda: database_lock.delay(database.pk))
+        enqueue(database_lock, database.pk)
     else:
-        transaction.on_commit(lambda: database_deprovision.delay(database.pk))
+        enqueue(database_deprovision, database.pk)
     return database
 
 
@@ -292,7 +299,7 @@ def database_undelete(*, ctx: TeamContext, database: Database) -> Database:
     database.deleted_at = database.purge_after = None
     database.save(update_fields=["status", "status_reason", "deleted_at", "purge_after", "updated_at"])
     audit_record(actor=ctx.actor, action="database.undelete", target=database, team=ctx.team)
-    transaction.on_commit(lambda: database_provision.delay(database.pk))
+    enqueue(database_provision, database.pk)
     return database
 
 
@@ -345,7 +352,7 @@ def database_rotate(*, ctx: TeamContext, database: Database) -> Database:
     database = Database.objects.select_for_update().get(pk=database.pk)
     _require_status(database, DatabaseStatus.AVAILABLE, doing="rotated")
     audit_record(actor=ctx.actor, action="database.rotate", target=database, team=ctx.team)
-    transaction.on_commit(lambda: database_rotate_credentials.delay(database.pk, ctx.actor.label))
+    enqueue(database_rotate_credentials, database.pk, ctx.actor.label)
     return database
 
 

@@ -9,11 +9,15 @@ import logging
 from collections.abc import Iterator
 
 from celery import shared_task
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.core import shutdown
 from apps.core.actors import Actor
+from apps.core.broker import enqueue
 from apps.core.bulk import bulk_set
+from apps.core.leases import lease, long_ago, stale_before
 from apps.databases import services
 from apps.databases.models import Database, DatabaseEngine, DatabaseStatus, Placement
 from apps.databases.provisioners import ProvisionerError, Usage
@@ -39,28 +43,73 @@ def _fail(database: Database, reason: str) -> None:
 
 @shared_task(name="databases.provision")
 def database_provision(database_id: int) -> None:
-    """Make the database exist (a dedicated container first when it has one), then mark it available."""
+    """Make the database exist (a dedicated container first when it has one), then mark it available.
+
+    Under the database's lease: one worker at a time, its heartbeat on the row while it works (a
+    worker that dies is noticed by the takeover sweep, which queues this again). A worker asked to
+    stop hands it back (WorkerStopping): every step is safe to cut and to run again."""
     database = _load(database_id)
     if database is None or database.status not in (DatabaseStatus.PROVISIONING, DatabaseStatus.FAILED):
         return
-    try:
-        if database.placement == Placement.DEDICATED:
-            from apps.databases import dedicated
 
-            server = dedicated.ensure_container(database)
-            Database.objects.filter(pk=database.pk).update(host=server.host, port=server.port)
-            database.host, database.port = server.host, server.port
-        provisioner = services.provisioner_of(database)
-        provisioner.ensure(services.spec_for(database))
-        usage = provisioner.usage(services.spec_for(database))
-    except Exception as exc:  # any failure (server, engine) is recorded with its reason
-        log.warning("provisioning database %s failed: %s", database_id, exc)
-        _fail(database, f"Provisioning failed: {exc}")
-        return
+    def touch() -> None:
+        Database.objects.filter(pk=database_id, status=DatabaseStatus.PROVISIONING).update(updated_at=timezone.now())
+
+    stopped: Exception | None = None
+    with lease(services.work_lock_key(database_id), holder=f"provision:{database_id}", touch=touch) as held:
+        if held is None:
+            return  # another worker is provisioning it right now
+        try:
+            with shutdown.interruptible():
+                if database.placement == Placement.DEDICATED:
+                    from apps.databases import dedicated
+
+                    server = dedicated.ensure_container(database)
+                    Database.objects.filter(pk=database.pk).update(host=server.host, port=server.port)
+                    database.host, database.port = server.host, server.port
+                provisioner = services.provisioner_of(database)
+                provisioner.ensure(services.spec_for(database))
+                usage = provisioner.usage(services.spec_for(database))
+        except Exception as exc:  # any failure (server, engine) is recorded with its reason
+            if isinstance(exc, shutdown.WorkerStopping) or shutdown.stop_requested():
+                stopped = exc  # handed back below, once the heartbeat has stopped
+            else:
+                log.warning("provisioning database %s failed: %s", database_id, exc)
+                _fail(database, f"Provisioning failed: {exc}")
+                return
+    if stopped is not None:
+        _hand_back(database_id)
+        raise shutdown.WorkerStopping() from stopped
     Database.objects.filter(pk=database.pk, status__in=(DatabaseStatus.PROVISIONING, DatabaseStatus.FAILED)).update(
         status=DatabaseStatus.AVAILABLE, status_reason="", size_bytes=usage.size_bytes,
         connections=usage.connections, usage_at=timezone.now(), updated_at=timezone.now(),
     )  # fmt: skip
+
+
+def _hand_back(database_id: int) -> None:
+    """Interrupted by the worker's stop (a statement cut mid-way, a container half started): still
+    provisioning, and stale at once so that the sweep takes it over if the queued message were lost."""
+    connection.close()  # the interruption may have cut the worker's own connection mid-query too
+    Database.objects.filter(pk=database_id, status=DatabaseStatus.PROVISIONING).update(updated_at=long_ago())
+
+
+def take_over_stale_provisioning() -> int:
+    """Queue again every database still provisioning whose heartbeat stopped (its worker died, or its
+    message waits behind others: provisioning is idempotent and leased, so a second run is harmless).
+    Claimed with a compare-and-set on the heartbeat, so concurrent sweeps queue it once. How many."""
+    cutoff = stale_before()
+    resumed = 0
+    for database_id in Database.objects.filter(status=DatabaseStatus.PROVISIONING, updated_at__lt=cutoff).values_list(
+        "pk", flat=True
+    ):
+        claimed = Database.objects.filter(
+            pk=database_id, status=DatabaseStatus.PROVISIONING, updated_at__lt=cutoff
+        ).update(updated_at=timezone.now())
+        if claimed:
+            log.warning("taking over the provisioning of database %s (no heartbeat)", database_id)
+            enqueue(database_provision, database_id, defer=True)
+            resumed += 1
+    return resumed
 
 
 LOCK_FAILED = "Refusing the credentials failed (retried by the purge task): "
@@ -153,22 +202,33 @@ def refresh_usage() -> int:
     """Measure size and connections of every available database (beat, every few minutes); a
     database growing past its plan's size is an event (`database.size_exceeded`, once per crossing).
     The tenants of one shared Redis server are measured together, in one pass over its keys, and
-    every figure is written in a few statements."""
+    the figures are written together (a crossing, rare, on its own)."""
     databases = Database.objects.filter(status=DatabaseStatus.AVAILABLE).select_related("team__plan", "server")
+    now = timezone.now()
     measured: dict[int, dict[str, int]] = {}
+    count = 0
     for database, usage in _usages(list(databases)):
         if isinstance(usage, ProvisionerError):
             log.warning("usage of database %s: %s", database.pk, usage)
             continue
+        count += 1
         limit = database.team.plan.max_database_size_mb * 2**20
-        if usage.size_bytes > limit >= (database.size_bytes or 0):
+        figures = {"size_bytes": usage.size_bytes, "connections": usage.connections}
+        # The crossing is the update that moves the stored size over the limit: two passes at once (two
+        # beats) both measure it over, and only one of them finds it still under.
+        under = Q(size_bytes=None) | Q(size_bytes__lte=limit)
+        crossed = usage.size_bytes > limit and Database.objects.filter(under, pk=database.pk).update(
+            **figures, usage_at=now
+        )
+        if crossed:
             event_emit(team=database.team, kind="database.size_exceeded", subject=database, severity=Severity.WARNING,
                        message=f"{database.name} holds {usage.size_bytes // 2**20} MiB; the plan allows "
                                f"{database.team.plan.max_database_size_mb} MiB",
                        data={"size_bytes": usage.size_bytes, "limit_bytes": limit})  # fmt: skip
-        measured[database.pk] = {"size_bytes": usage.size_bytes, "connections": usage.connections}
-    bulk_set(Database, measured, ["size_bytes", "connections"], usage_at=timezone.now())
-    return len(measured)
+        else:
+            measured[database.pk] = figures
+    bulk_set(Database, measured, ["size_bytes", "connections"], usage_at=now)
+    return count
 
 
 def _usages(databases: list[Database]) -> Iterator[tuple[Database, Usage | ProvisionerError]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,10 +14,12 @@ from functools import cache
 
 import httpx
 from django.conf import settings
-from django.core.cache import cache as django_cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from apps.core import shutdown
+from apps.core.broker import enqueue
+from apps.core.leases import Lease, LeaseLost, holder_of, lease, long_ago, stale_before
 from apps.deployments.models import IN_PROGRESS, App, Container, Deployment, DeploymentEvent, DeploymentStatus
 from apps.deployments.selectors import LOG_TAIL_MARKER, app_log_masker
 from apps.events.models import Severity
@@ -81,47 +82,31 @@ def labels_for(app: App, deployment: Deployment | None = None, replica: int | No
 
 
 # --- locking ---------------------------------------------------------------------------------------
-def heartbeat_interval() -> float:
-    return max(0.5, min(5.0, settings.PANDASTACK_STALE_DEPLOYMENT_SECONDS / 3))
+def app_lock_key(app_id: int) -> str:
+    return f"pandastack:lock:app:{app_id}"
+
+
+def _deployment_holder(deployment_id: int) -> str:
+    return f"deployment:{deployment_id}"
 
 
 @contextmanager
-def app_lock(app_id: int, *, wait: float = 0.0, deployment_id: int | None = None) -> Iterator[bool]:
+def app_lock(app_id: int, *, wait: float = 0.0, deployment_id: int | None = None) -> Iterator[Lease | None]:
     """One worker at a time changes an app's containers (a deploy, a scale, the reconciler).
 
-    Yields whether the lock was taken. While held, a heartbeat thread keeps the lock alive (and
-    the deployment's `updated_at` fresh), so a killed worker's lock expires within seconds and the
-    reconciler can tell a slow deploy (heartbeats) from an abandoned one (none)."""
-    key = f"pandastack:lock:app:{app_id}"
-    interval = heartbeat_interval()
-    ttl = max(1, round(interval * 3))
-    deadline = time.monotonic() + wait
-    delay = 0.05
-    while not (taken := django_cache.add(key, "1", timeout=ttl)) and time.monotonic() < deadline:
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
-    if not taken:
-        yield False
-        return
-    stop = threading.Event()
+    Yields the lease (truthy) or None when the app stayed locked for `wait` seconds. While held, a
+    heartbeat (apps.core.leases) keeps the lock alive and the deployment's `updated_at` fresh, so a
+    killed worker's lock expires within seconds and the takeover sweep can tell a slow deploy
+    (heartbeats) from an abandoned one (none)."""
+    touch = None
+    if deployment_id is not None:
 
-    def beat() -> None:
-        try:
-            while not stop.wait(interval):
-                django_cache.touch(key, ttl)
-                if deployment_id is not None:
-                    Deployment.objects.filter(pk=deployment_id).update(updated_at=timezone.now())
-        finally:
-            connection.close()  # this thread's own database connection
+        def touch() -> None:
+            Deployment.objects.filter(pk=deployment_id, status__in=IN_PROGRESS).update(updated_at=timezone.now())
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-app-{app_id}", daemon=True)
-    thread.start()
-    try:
-        yield True
-    finally:
-        stop.set()
-        thread.join()
-        django_cache.delete(key)
+    holder = _deployment_holder(deployment_id) if deployment_id is not None else f"app:{app_id}"
+    with lease(app_lock_key(app_id), holder=holder, wait=wait, touch=touch) as held:
+        yield held
 
 
 # --- the router -------------------------------------------------------------------------------------
@@ -129,7 +114,7 @@ def router_backends() -> list[Backend]:
     """Every app as a backend, with the containers that should receive traffic as its servers.
     Two queries of plain values (no model instances): every reconciler pass renders all apps."""
     servers: dict[int, list[Server]] = {}
-    for app_id, server in _routed_servers():
+    for _container, app_id, server in _routed_servers():
         servers.setdefault(app_id, []).append(server)
     return [
         Backend(name=App.router_backend_of(pk), hosts=(host_of(name, slug),), servers=tuple(servers.get(pk, ())))
@@ -137,11 +122,11 @@ def router_backends() -> list[Backend]:
     ]
 
 
-def _routed_servers() -> Iterator[tuple[int, Server]]:
-    """(app id, server) of every container that should receive traffic."""
+def _routed_servers() -> Iterator[tuple[int, int, Server]]:
+    """(container id, app id, server) of every container that should receive traffic."""
     routed = Container.objects.filter(in_router=True).exclude(ip=None)
     for app_id, pk, ip, port in routed.values_list("app_id", "pk", "ip", "deployment__config__port"):
-        yield app_id, Server(name=Container.router_server_of(pk), address=ip, port=port)
+        yield pk, app_id, Server(name=Container.router_server_of(pk), address=ip, port=port)
 
 
 def sync_router() -> bool:
@@ -149,7 +134,11 @@ def sync_router() -> bool:
     reload, only when something changed)."""
     r = router()
     r.ensure_running()
-    return r.apply_config(router_backends())
+    # Rendered under the router's lock, which every run-time server change takes too: a server another
+    # worker adds or removes meanwhile is either in this render or changed after this reload, never
+    # undone by a reload rendered before it.
+    with r.locked():
+        return r.apply_config(router_backends())
 
 
 def _server(container: Container) -> Server:
@@ -189,41 +178,79 @@ class DeploymentStopped(Exception):
         super().__init__(f"deployment {deployment.pk} was stopped")
 
 
+# The lease of each deployment this process runs (one at a time per pool process), for the check points.
+_running: dict[int, Lease] = {}
+
+
 def check_still_wanted(deployment: Deployment) -> None:
     """Raise DeploymentStopped when the deployment is no longer in progress (superseded, cancelled,
-    deleted). Asked between steps and on every round of the health check, so a stop is noticed
-    within about a second."""
+    deleted); LeaseLost when another worker took it over; WorkerStopping when this worker is asked to
+    stop (apps.core.shutdown). Asked between steps and on every round of the health check, so each is
+    noticed within about a second."""
     status = Deployment.objects.filter(pk=deployment.pk).values_list("status", flat=True).first()
     if status not in IN_PROGRESS:
         raise DeploymentStopped(deployment)
+    if (held := _running.get(deployment.pk)) is not None:
+        held.check()
+    shutdown.check()
 
 
 def run_deployment(deployment_id: int) -> None:
     """Take a deployment from wherever it is to live or failed. Safe to run again after a crash:
-    every step checks what already exists before acting."""
+    every step checks what already exists before acting. When the worker is asked to stop, the
+    deployment is handed back before its switch (WorkerStopping: its message is queued again)."""
     deployment = Deployment.objects.select_related("app__team", "app__project").filter(pk=deployment_id).first()
     if deployment is None or not deployment.in_progress:
         return
     app = deployment.app
-    with app_lock(app.pk, wait=settings.PANDASTACK_HEALTH_TIMEOUT, deployment_id=deployment.pk) as locked:
-        if not locked:
+    if holder_of(app_lock_key(app.pk)) == _deployment_holder(deployment.pk):
+        # A second message for a deployment another worker is running (a redelivery, a takeover that
+        # raced a hand-back): that worker's heartbeat shows it is alive; if it dies, the sweep resumes it.
+        return
+    interrupted: Exception | None = None
+    with app_lock(app.pk, wait=settings.PANDASTACK_HEALTH_TIMEOUT, deployment_id=deployment.pk) as held:
+        if not held:
             raise DeployFailed("another operation on this app did not finish in time; retrying")
         stopped = False
         deployment.refresh_from_db()
         if not deployment.in_progress:
             stopped = True
         else:
+            if deployment.started_at is not None:
+                event(deployment, "Resumed: a previous run of it stopped before finishing", level="warning")
+            _running[deployment.pk] = held
             try:
                 _deploy(deployment)
             except DeploymentStopped:
                 stopped = True
+            except (shutdown.WorkerStopping, LeaseLost) as exc:
+                interrupted = exc
             except (DeployFailed, EngineError, RouterError, DecryptionFailed) as exc:
                 stopped = not _fail(deployment, str(exc))
+            finally:
+                _running.pop(deployment.pk, None)
         if stopped:
             _abandon(deployment)  # still holding the app: the newer deployment starts after this
+    if isinstance(interrupted, LeaseLost):
+        log.warning("deployment %s was taken over by another worker; this one stops", deployment.pk)
+        return
+    if interrupted is not None:
+        _hand_back(deployment)
+        raise interrupted
     if stopped or not App.objects.filter(pk=app.pk, desired_running=True).exists():
         # A stop that came while this deployment held the app found it locked: converge it now.
         converge_app(app.pk)
+
+
+def _hand_back(deployment: Deployment) -> None:
+    """The worker is stopping: leave the deployment in progress for the next one. Its new containers
+    (never routed) stay: the resumer finds them running by name and only checks their health again,
+    which is quicker than starting them anew (a deployment that ends otherwise has them removed as
+    always: by its newer deployment's switch, or by the reconciler). Its row is made stale at once, so
+    the takeover sweep resumes it even if the message queued again were lost."""
+    if Deployment.objects.filter(pk=deployment.pk, status__in=IN_PROGRESS).exists():
+        event(deployment, "Handed back: its worker is stopping; the next worker resumes it", level="warning")
+        Deployment.objects.filter(pk=deployment.pk, status__in=IN_PROGRESS).update(updated_at=long_ago())
 
 
 def _abandon(deployment: Deployment) -> None:
@@ -256,8 +283,9 @@ def _deploy(deployment: Deployment) -> None:
     if pull.always_pull:
         how = "with the team's registry login" if logged_in else "without a login: the registry decides"
     set_status(deployment, DeploymentStatus.PULLING, f"Pulling {deployment.image} ({how})")
-    # A pull is not interrupted; a stop that came meanwhile is noticed right after it.
-    eng.ensure_image(deployment.image, auth=pull.auth, always_pull=pull.always_pull)
+    # A pull is not interrupted by a supersede (noticed right after it), but is by a worker stopping.
+    with shutdown.interruptible():
+        eng.ensure_image(deployment.image, auth=pull.auth, always_pull=pull.always_pull)
     digest = eng.image_digest(deployment.image) or ""
     set_status(deployment, DeploymentStatus.STARTING, f"Starting {app.replicas} container(s)", image_digest=digest)
     eng.ensure_network(team_network(app.team.slug), network_labels(app.team.slug))
@@ -445,11 +473,20 @@ def _fail(deployment: Deployment, reason: str) -> bool:
 
 def _remove_container(container: Container) -> None:
     if container.in_router:
+        _unroute(container)
         router().remove_server(
             container.app.router_backend, container.router_server, drain_timeout=settings.PANDASTACK_DRAIN_TIMEOUT
         )
     engine().remove(container.name)
     container.delete()
+
+
+def _unroute(container: Container) -> None:
+    """Out of the routes in the database before out of the router: a reload rendered from here on
+    leaves the server out (a reload rendered while it is being drained would otherwise put it back,
+    pointing at a container about to stop)."""
+    Container.objects.filter(pk=container.pk).update(in_router=False)
+    container.in_router = False
 
 
 def _retire_containers(app: App, *, keep_deployment: Deployment | None) -> None:
@@ -459,10 +496,10 @@ def _retire_containers(app: App, *, keep_deployment: Deployment | None) -> None:
         old = old.exclude(deployment=keep_deployment)
     for container in old:
         if container.in_router:
+            _unroute(container)
             router().remove_server(
                 app.router_backend, container.router_server, drain_timeout=settings.PANDASTACK_DRAIN_TIMEOUT
             )
-            Container.objects.filter(pk=container.pk).update(in_router=False)
         engine().stop(container.name, timeout=10)
         engine().remove(container.name)
         container.delete()
@@ -533,21 +570,43 @@ def teardown_app(app_id: int) -> None:
 
 
 # --- the reconciler ----------------------------------------------------------------------------------
+def take_over_stale_deployments() -> int:
+    """Queue again every deployment in progress whose heartbeat stopped (its worker died, or handed it
+    back); how many. Each is claimed with a compare-and-set on its heartbeat, so two sweeps (the
+    takeover beat, the reconciler, a second beat) queue it once; the deploy is idempotent."""
+    from apps.deployments.tasks import deployment_run
+
+    cutoff = stale_before()
+    resumed = 0
+    stale = Deployment.objects.filter(status__in=IN_PROGRESS, updated_at__lt=cutoff).only("pk", "started_at")
+    for deployment in stale:
+        claimed = Deployment.objects.filter(pk=deployment.pk, status__in=IN_PROGRESS, updated_at__lt=cutoff).update(
+            updated_at=timezone.now()
+        )
+        if not claimed:
+            continue
+        enqueue(deployment_run, deployment.pk, defer=True)
+        resumed += 1
+        if deployment.started_at is None:
+            # Never started: most likely still queued behind other work (a second message is a no-op
+            # then), else its message was lost with a worker that died holding it. Nothing to tell.
+            continue
+        log.warning("taking over stale deployment %s", deployment.pk)
+        DeploymentEvent.objects.create(
+            deployment=deployment,
+            level="warning",
+            message=f"Taken over: no worker reported on it for {settings.PANDASTACK_WORKER_STALE_SECONDS:.0f}s",
+        )
+    return resumed
+
+
 def reconcile() -> dict[str, int]:
     """Compare what the engine and the router run with the database and converge: start the router
     if it died and restore its routes, take over deployments a killed worker left half-done,
     remove orphan containers, replace crashed ones."""
     summary = {"resumed": 0, "orphans": 0, "apps": 0}
     sync_router()
-    stale_before = timezone.now() - timezone.timedelta(seconds=settings.PANDASTACK_STALE_DEPLOYMENT_SECONDS)
-    from apps.deployments.tasks import deployment_run
-
-    for deployment in Deployment.objects.filter(status__in=IN_PROGRESS, updated_at__lt=stale_before):
-        # No heartbeat for a while: its worker died. The deploy is idempotent; run it again.
-        log.warning("taking over stale deployment %s", deployment)
-        event(deployment, "Resumed by the reconciler (its worker stopped reporting)", level="warning")
-        deployment_run.delay(deployment.pk)
-        summary["resumed"] += 1
+    summary["resumed"] = take_over_stale_deployments()
     summary.update(_converge_all())
     _restore_router_servers()
     return summary
@@ -559,6 +618,8 @@ def _converge_all() -> dict[str, int]:
     whose containers differ from what they should be; only those go through `converge_app` (its
     lock, its own reads, the engine). Read before any app is converged, so an app that changes
     during the pass may wait for the next one — as it may when it changes just after a pass."""
+    # Listed before the names are read: a deploy on another worker records its container's row before it
+    # creates the container, so whatever it started by the time of the listing is known.
     listing = engine().list({f"{LABEL_PREFIX}managed": "true", **settings.PANDASTACK_EXTRA_LABELS})
     rows = list(Container.objects.values_list("app_id", "deployment_id", "replica", "name", "in_router", "ip"))
     known = {row[3] for row in rows}
@@ -606,7 +667,17 @@ def _restore_router_servers() -> None:
     runtime command reads every backend's servers, however many apps there are."""
     r = router()
     present = r.server_names()
-    for app_id, server in _routed_servers():
+    for container_id, app_id, server in _routed_servers():
         backend = App.router_backend_of(app_id)
         if server.name not in present.get(backend, ()):
+            _restore_server(container_id, backend, server)
+
+
+def _restore_server(container_id: int, backend: str, server: Server) -> None:
+    """Put back a server the router lost, unless it was unrouted since it was read: a retire on another
+    worker unroutes it in the database first, then takes the router's lock to remove it, so asked under
+    that lock the database says whether it is still wanted."""
+    r = router()
+    with r.locked():
+        if Container.objects.filter(pk=container_id, in_router=True).exists():
             r.add_server(backend, server)

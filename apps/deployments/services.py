@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
+from apps.core.broker import enqueue
 from apps.core.capabilities import Capability
 from apps.core.errors import Conflict, ValidationFailed, require_confirmation
 from apps.deployments import tasks
@@ -56,8 +57,10 @@ def app_create(*, ctx: TeamContext, project: Project, name: str, **fields: Any) 
         team=ctx.team,
         data={"project": project.slug, **_jsonable(fields)},
     )
-    # A new app is a new router backend: the router config is rewritten (a seamless reload).
-    transaction.on_commit(tasks.router_sync.delay)
+    # A new app is a new router backend: the router config is rewritten (a seamless reload). Deferred,
+    # not refused, while the broker is down: the app is usable without it (its first deploy, and the
+    # reconciler, write the backend too).
+    enqueue(tasks.router_sync, defer=True)
     return app
 
 
@@ -76,7 +79,7 @@ def app_update(*, ctx: TeamContext, app: App, **changes: Any) -> App:
     app.save()
     audit_record(actor=ctx.actor, action="app.update", target=app, team=ctx.team, data=_jsonable(changes))
     if scale:
-        transaction.on_commit(lambda: tasks.app_converge.delay(app.pk))
+        enqueue(tasks.app_converge, app.pk)
     return app
 
 
@@ -111,7 +114,7 @@ def app_set_running(*, ctx: TeamContext, app: App, running: bool) -> App:
             team=ctx.team,
             data={"cancelled": [d.number for d in cancelled]} if cancelled else None,
         )
-        transaction.on_commit(lambda: tasks.app_converge.delay(app.pk))
+        enqueue(tasks.app_converge, app.pk)
     return app
 
 
@@ -122,7 +125,7 @@ def app_delete(*, ctx: TeamContext, app: App, confirm: str) -> None:
     audit_record(actor=ctx.actor, action="app.delete", target=app, team=ctx.team)
     app_id = app.pk
     app.delete()
-    transaction.on_commit(lambda: tasks.app_teardown.delay(app_id))
+    enqueue(tasks.app_teardown, app_id)
 
 
 # --- deployments ---------------------------------------------------------------------------------
@@ -228,7 +231,7 @@ def _create_deployment(
         team=ctx.team,
         data={"app": app.name, "image": image, "number": number, "supersedes": [d.number for d in superseded]},
     )
-    transaction.on_commit(lambda: tasks.deployment_run.delay(deployment.pk))
+    enqueue(tasks.deployment_run, deployment.pk)
     return deployment
 
 

@@ -1,5 +1,6 @@
 """The monitor process (`manage.py run_monitor`): collects metrics, checks health, evaluates alert
-rules and rolls metrics up, each on its own interval in its own thread.
+rules, rolls metrics up and starts the router again when it died, each on its own interval in its
+own thread.
 
 Collecting must happen once per host (the router sends its access log to one socket, and two
 samplers would count every container twice), so a monitor first takes an exclusive lock file next
@@ -101,7 +102,7 @@ class Monitor:
         os.close(fd)
 
     def _start_collecting(self) -> None:
-        from apps.deployments.orchestrator import engine
+        from apps.deployments.orchestrator import engine, router
 
         if self.access_log_port:
             self.listener = AccessLogListener(self.access_log_port, self.counts)
@@ -111,10 +112,18 @@ class Monitor:
         self._start_loop("resources", settings.PANDASTACK_STATS_INTERVAL, sampler.sample)
         self._start_loop("health", settings.PANDASTACK_HEALTH_CHECK_INTERVAL, run_health_checks)
         self._start_loop("rollup", ROLLUP_INTERVAL, lambda: (rollup(), prune_history()))
+        if router().state_dir == self.router_dir.absolute():  # this host's router: the one this lock sits by
+            self._start_loop("router", settings.PANDASTACK_ROUTER_WATCH_INTERVAL, self._restore_router)
         where = (
             f"udp://127.0.0.1:{self.listener.port}" if self.listener else "off (PANDASTACK_ROUTER_ACCESS_LOG_PORT=0)"
         )
         self.on_change(f"collecting: access log {where}")
+
+    def _restore_router(self) -> bool:
+        restored = restore_router()
+        if restored:
+            self.on_change("the router was not running: started it again with its routes")
+        return restored
 
     # --- loops --------------------------------------------------------------------------------------
     def _start_loop(self, name: str, interval: float, step: Callable[[], Any]) -> None:
@@ -145,3 +154,20 @@ def _with_connection(step: Callable[[], Any]) -> Any:
     finally:
         with contextlib.suppress(Exception):
             close_old_connections()
+
+
+def restore_router() -> bool:
+    """Start the router again, with every route and server, when it is not running although it was
+    programmed before (HAProxy killed -9, OOM-killed, crashed): its routes are back within about
+    PANDASTACK_ROUTER_WATCH_INTERVAL plus a start, instead of waiting for the reconciler's next pass —
+    which is a Celery task, queued behind whatever the workers are doing (a deploy can hold a worker
+    for a minute). When it runs, this costs one round trip to its master socket. Returns whether it
+    had to start it."""
+    from apps.deployments.orchestrator import router, sync_router
+
+    r = router()
+    if r.is_running() or not r.model_path.exists():  # running, or never programmed: nothing to restore
+        return False
+    log.warning("the router is not running: starting it again with its routes")
+    sync_router()
+    return True

@@ -474,11 +474,17 @@ class DockerEngine:
                 if exc.status_code == 409 and self._find_network(name) is not None:
                     return
                 raise
-        # The engine's duplicate check is not atomic: two workers creating at once can both succeed.
-        # Keep the oldest, which is also the one every look-up settles on.
-        for twin in self._networks_named(name)[1:]:
+        self._remove_twins(name)
+
+    def _remove_twins(self, name: str) -> bool:
+        """The engine's duplicate check is not atomic: two workers creating a network at once can both
+        succeed. Keep the oldest, which is also the one every look-up settles on (so no container is on
+        a twin); returns whether there was one."""
+        twins = self._networks_named(name)[1:]
+        for twin in twins:
             with contextlib.suppress(docker.errors.APIError):
                 twin.remove()
+        return bool(twins)
 
     def remove_network(self, name: str) -> None:
         """The network ``name`` no longer exists afterwards. Raises EngineError while containers
@@ -587,7 +593,14 @@ class DockerEngine:
         container = self._create(spec)
         with self._errors(f"starting container {spec.name}"):
             try:
-                container.start()
+                try:
+                    container.start()
+                except docker.errors.APIError as exc:
+                    # The engine resolves the network by name when it starts the container: a twin that
+                    # another worker's ensure_network made (and has not removed yet) makes it ambiguous.
+                    if not ("ambiguous" in _explain(exc) and self._remove_twins(spec.network)):
+                        raise
+                    container.start()
             except docker.errors.APIError as exc:
                 # The command could not be executed (for example: not found in the image); do not
                 # leave a created container behind.

@@ -50,6 +50,7 @@ import signal
 import socket
 import subprocess  # nosec B404
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -117,6 +118,7 @@ class Router(Protocol):
 
     def ensure_running(self) -> None: ...
     def is_running(self) -> bool: ...
+    def locked(self) -> contextlib.AbstractContextManager[None]: ...
     def apply_config(self, backends: Sequence[Backend]) -> bool: ...
     def add_server(self, backend: str, server: Server) -> None: ...
     def drain_server(self, backend: str, server: str) -> None: ...
@@ -264,6 +266,17 @@ def _cmdline(pid: int) -> list[str]:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+_THREAD = threading.local()
+
+
+def _held_locks() -> dict[Path, int]:
+    """The router lock files this thread holds, with how deep (flock itself does not nest: a second
+    open file description of the same file would wait for the first)."""
+    if not hasattr(_THREAD, "locks"):
+        _THREAD.locks = {}
+    return _THREAD.locks
 
 
 class _NotConnected(RouterUnavailable):
@@ -941,9 +954,25 @@ class HAProxyRouter:
         for path in (self.master_sock, self.admin_sock, self.pid_path, self.server_state_path):
             path.unlink(missing_ok=True)
 
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the router's lock for a block: changes from other threads and processes wait until it
+        ends, while this thread's own calls inside it go through (the lock is re-entrant per thread).
+        For a caller whose change starts with a read elsewhere — a configuration rendered from the
+        database — that another process's change must not slip in between."""
+        return self._locked()
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Serialise changes across threads and processes (flock on a file in the state directory)."""
+        """Serialise changes across threads and processes (flock on a file in the state directory);
+        re-entrant within a thread."""
+        held = _held_locks()
+        if held.get(self.lock_path):
+            held[self.lock_path] += 1
+            try:
+                yield
+            finally:
+                held[self.lock_path] -= 1
+            return
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.lock_path.open("a") as fh:
             deadline = time.monotonic() + self.LOCK_TIMEOUT
@@ -951,9 +980,11 @@ class HAProxyRouter:
                 if time.monotonic() > deadline:
                     raise RouterError(f"router busy: {self.lock_path} held for over {self.LOCK_TIMEOUT:.0f}s")
                 time.sleep(0.005)  # locks are held for milliseconds (a reload: ~0.1 s)
+            held[self.lock_path] = 1
             try:
                 yield
             finally:
+                del held[self.lock_path]
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     @staticmethod

@@ -17,6 +17,7 @@ from apps.accounts.services import user_get_or_create_by_email
 from apps.audit.services import audit_record
 from apps.core.access import TeamContext
 from apps.core.actors import Actor
+from apps.core.broker import enqueue
 from apps.core.capabilities import GRANTABLE, Capability, Role
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, require_confirmation
 from apps.teams.models import (
@@ -137,7 +138,7 @@ def _teardown_contents(*, ctx: TeamContext, projects: models.QuerySet) -> Teardo
 def _enqueue_finish(*, team_id: int, project_id: int | None = None) -> None:
     from apps.teams.tasks import deletion_finish
 
-    transaction.on_commit(lambda: deletion_finish.delay(team_id, project_id))
+    enqueue(deletion_finish, team_id, project_id)
 
 
 @transaction.atomic

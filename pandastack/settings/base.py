@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.DatabaseBusyMiddleware",
+    "apps.core.middleware.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -131,7 +132,15 @@ STORAGES = {
 
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A Redis that went away must fail a cache call in a second or two, not hang the request (the
+            # API throttle then lets requests through; see apps.core.api.throttling).
+            "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 2.0},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -232,6 +241,10 @@ if CELERY_BROKER_URL == "filesystem://":
         # let a burst of deploys and variable changes queue for minutes. A listdir is cheap.
         "polling_interval": 0.1,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A broker that vanishes without closing its connections (a failover, a firewall) must fail a publish
+    # within seconds rather than hang it (kombu waits forever by default).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2.0, "socket_timeout": 10.0}
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Reliable delivery: a task is acknowledged only after it ran, is re-queued when its worker dies,
@@ -245,6 +258,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=15 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=14 * 60)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker whose broker is down waits for it however long it takes (Celery gives up after 100 tries,
+# about 45 minutes, and the worker exits); it reconnects on a short schedule (pandastack.celery.Consumer).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CONSUMER = "pandastack.celery:Consumer"
+# A write that needs a worker first asks the broker (one PING) and answers 503 service_unavailable,
+# having changed nothing, when no answer comes within this many seconds (apps.core.broker).
+PANDASTACK_BROKER_CHECK_TIMEOUT = env.float("PANDASTACK_BROKER_CHECK_TIMEOUT", default=1.0)
+# Tasks whose publish failed after their transaction committed are kept in the database and published
+# again when a worker (re)connects, and at this interval (seconds) by beat as a backstop.
+PANDASTACK_PENDING_TASKS_RELAY_INTERVAL = env.float("PANDASTACK_PENDING_TASKS_RELAY_INTERVAL", default=30.0)
 CELERY_TIMEZONE = "UTC"
 
 # --- Logging ------------------------------------------------------------------------------------
@@ -254,6 +277,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
+    # The worker's per-task lines for the sweep Celery beat sends every 2 s (apps.core.log_filters).
+    "filters": {"routine_tasks": {"()": "apps.core.log_filters.QuietRoutineTasks"}},
+    "loggers": {
+        "celery.worker.strategy": {"filters": ["routine_tasks"]},
+        "celery.app.trace": {"filters": ["routine_tasks"]},
+    },
 }
 
 # --- Runtime: the Docker Engine, the router, deploys ------------------------------------------------
@@ -266,13 +295,37 @@ PANDASTACK_HAPROXY_BIN = env("PANDASTACK_HAPROXY_BIN", default="haproxy")
 # How long new containers get to pass their health check, and how long old ones drain.
 PANDASTACK_HEALTH_TIMEOUT = env.float("PANDASTACK_HEALTH_TIMEOUT", default=60.0)
 PANDASTACK_DRAIN_TIMEOUT = env.float("PANDASTACK_DRAIN_TIMEOUT", default=10.0)
-# A deployment whose worker has said nothing for this long is taken over by the reconciler.
-PANDASTACK_STALE_DEPLOYMENT_SECONDS = env.float("PANDASTACK_STALE_DEPLOYMENT_SECONDS", default=120.0)
 # Labels added to every container the platform starts (tests mark their runs with one).
 PANDASTACK_EXTRA_LABELS: dict[str, str] = env.dict("PANDASTACK_EXTRA_LABELS", default={})
 PANDASTACK_RECONCILE_INTERVAL = env.float("PANDASTACK_RECONCILE_INTERVAL", default=15.0)
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "deployments.reconcile", "schedule": PANDASTACK_RECONCILE_INTERVAL},
+    "relay-pending-tasks": {"task": "core.relay_pending_tasks", "schedule": PANDASTACK_PENDING_TASKS_RELAY_INTERVAL},
+}
+
+# --- Workers that stop or die (apps.core.leases, apps.core.shutdown) ----------------------------------
+# Running work (a deployment, a database being provisioned, a backup or restore, a cron run being
+# started) refreshes its row every PANDASTACK_HEARTBEAT_SECONDS; work not refreshed for
+# PANDASTACK_WORKER_STALE_SECONDS lost its process (a SIGKILL, an OOM kill, a power cut) and is taken
+# over by the takeover sweep, which runs every PANDASTACK_TAKEOVER_INTERVAL seconds (Celery beat): a
+# deployment or a provisioning is resumed, a backup is marked failed with the reason, a restore
+# likewise, a cron run whose scheduler died while starting it is failed. So a killed worker's work
+# is picked up within stale + interval seconds (10 s by default) once a worker runs. Keep the stale
+# time at several heartbeats (and above the cache lock's three): slow work that still beats is never
+# taken over. (A graceful stop,
+# SIGTERM, does not wait for any of this: the work is handed back at once, see apps.core.shutdown.)
+PANDASTACK_HEARTBEAT_SECONDS = env.float("PANDASTACK_HEARTBEAT_SECONDS", default=2.0)
+# PANDASTACK_STALE_DEPLOYMENT_SECONDS is its former name (deployments only), still read.
+PANDASTACK_WORKER_STALE_SECONDS = env.float(
+    "PANDASTACK_WORKER_STALE_SECONDS", default=env.float("PANDASTACK_STALE_DEPLOYMENT_SECONDS", default=8.0)
+)
+PANDASTACK_TAKEOVER_INTERVAL = env.float("PANDASTACK_TAKEOVER_INTERVAL", default=2.0)
+# A sweep queued while no worker ran is dropped once the next one is due (`expires`): a worker coming
+# back runs one, not the backlog.
+CELERY_BEAT_SCHEDULE["takeover"] = {
+    "task": "core.take_over_stale_work",
+    "schedule": PANDASTACK_TAKEOVER_INTERVAL,
+    "options": {"expires": PANDASTACK_TAKEOVER_INTERVAL},
 }
 
 # --- Monitoring and alerts (`manage.py run_monitor`) ---------------------------------------------
@@ -292,6 +345,9 @@ PANDASTACK_HEALTH_CHECK_INTERVAL = env.float("PANDASTACK_HEALTH_CHECK_INTERVAL",
 PANDASTACK_HEALTH_CHECK_TIMEOUT = env.float("PANDASTACK_HEALTH_CHECK_TIMEOUT", default=3.0)
 PANDASTACK_HEALTH_DOWN_AFTER = env.int("PANDASTACK_HEALTH_DOWN_AFTER", default=2)  # consecutive failed checks
 PANDASTACK_ALERT_EVALUATION_INTERVAL = env.float("PANDASTACK_ALERT_EVALUATION_INTERVAL", default=2.0)
+# The collecting monitor asks the router's master this often whether it runs, and starts it again with
+# all its routes when it died (HAProxy killed -9 or crashed): routes are back within about this long.
+PANDASTACK_ROUTER_WATCH_INTERVAL = env.float("PANDASTACK_ROUTER_WATCH_INTERVAL", default=2.0)
 # Platform events and notification deliveries are kept this many days.
 PANDASTACK_HISTORY_RETENTION_DAYS = env.int("PANDASTACK_HISTORY_RETENTION_DAYS", default=90)
 # An incident's timeline starts this long before it opened (the deploys and crashes that led to it).
@@ -317,7 +373,9 @@ STORAGES["backups"] = {
 # A dump or load (pg_dump, mariadb-dump, …) is stopped after this many seconds; keep it below
 # CELERY_TASK_SOFT_TIME_LIMIT.
 PANDASTACK_BACKUP_TOOL_TIMEOUT = env.float("PANDASTACK_BACKUP_TOOL_TIMEOUT", default=600.0)
-# A backup or restore unfinished after this long lost its worker (far beyond the task time limit).
+# A backup or restore still queued (never started) after this long lost its task message (far beyond
+# the task time limit). One that started and whose worker died is noticed by its heartbeat instead
+# (PANDASTACK_WORKER_STALE_SECONDS).
 PANDASTACK_BACKUP_STALE_SECONDS = env.int("PANDASTACK_BACKUP_STALE_SECONDS", default=3600)
 CELERY_IMPORTS = ["apps.databases.backup_tasks"]  # not a tasks.py module: autodiscovery misses it
 CELERY_BEAT_SCHEDULE["database-backups"] = {"task": "databases.scheduled_backups", "schedule": 300.0}

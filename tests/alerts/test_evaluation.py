@@ -516,7 +516,7 @@ def test_the_open_firing_of_a_rule_is_one_row_in_the_database_too(aw: AlertWorld
 # --- two evaluators ---------------------------------------------------------------------------------
 def test_two_evaluators_racing_notify_exactly_once_per_firing_and_resolution(transactional_db, aw, monkeypatch):
     sent: list[int] = []  # what would go to the workers after each commit
-    monkeypatch.setattr(delivery_attempt, "delay", lambda delivery_id: sent.append(delivery_id))
+    monkeypatch.setattr(delivery_attempt, "apply_async", lambda args, **options: sent.append(args[0]))
     apps = [aw.app, *(App.objects.create(team=aw.team, project=aw.world.project, name=f"app{i}") for i in range(3))]
     rules = [aw.rule(f"errors-{app.name}-{n}", app=app, window_seconds=60) for app in apps for n in range(3)]
     errors: list[BaseException] = []

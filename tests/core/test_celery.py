@@ -1,6 +1,8 @@
 """The Celery app against the real Redis broker: reliable delivery settings and a round trip
 through an in-process worker."""
 
+import logging
+
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
@@ -23,3 +25,18 @@ def test_a_task_round_trips_through_redis_and_a_worker():
     assert app.conf.broker_url.startswith("redis://")
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         assert ping.delay().get(timeout=20) == "pong"
+
+
+def test_the_workers_lines_for_the_sweep_every_2s_are_dropped_and_its_failures_kept(caplog):
+    from apps.core.tasks import take_over_stale_work
+
+    assert take_over_stale_work.name in app.conf.beat_schedule["takeover"]["task"]
+    trace = logging.getLogger("celery.app.trace")
+    with caplog.at_level(logging.INFO, logger="celery.app.trace"):
+        trace.info("Task %s[%s] succeeded in %ss: %r", take_over_stale_work.name, "id-1", 0.01, {})
+        trace.info("Task %s[%s] succeeded in %ss: %r", "deployments.run", "id-2", 1.0, None)
+        trace.error("Task %s[%s] raised unexpected: %r", take_over_stale_work.name, "id-3", "boom")
+    assert [r.getMessage()[:40] for r in caplog.records] == [
+        "Task deployments.run[id-2] succeeded in ",
+        "Task core.take_over_stale_work[id-3] rai",
+    ]

@@ -5,12 +5,13 @@ retention, and what is left on the engine afterwards (nothing)."""
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.cron import scheduler
 from apps.cron.models import ConcurrencyPolicy, CronJob, CronRun, RunStatus, Trigger
-from apps.cron.scheduler import START_GRACE_SECONDS, TickSummary, tick
+from apps.cron.scheduler import TickSummary, tick
 from apps.cron.services import cron_job_run_now
 from apps.deployments.models import App, Deployment, DeploymentStatus
 from apps.events.models import PlatformEvent
@@ -118,7 +119,7 @@ def test_a_missing_image_fails_the_run_with_the_engines_reason(cron_world):
     assert [e.kind for e in events()] == ["cron.run_failed"]
 
 
-def test_a_container_that_disappears_fails_the_run_after_the_start_grace(cron_world):
+def test_a_container_that_disappears_fails_the_run_once_its_start_is_stale(cron_world):
     job = cron_world.job("vanishes", command=["sleep", "60"])
     run = started(run_now(cron_world, job))
     cron_world.engine.remove(run.container_name)
@@ -128,7 +129,7 @@ def test_a_container_that_disappears_fails_the_run_after_the_start_grace(cron_wo
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
 
-    tick(run.started_at + timedelta(seconds=START_GRACE_SECONDS + 1))
+    tick(run.started_at + timedelta(seconds=settings.PANDASTACK_WORKER_STALE_SECONDS + 1))
     run.refresh_from_db()
     assert (run.status, run.reason) == (RunStatus.FAILED, "the run's container disappeared")
     assert [e.kind for e in events()] == ["cron.run_failed"]
@@ -146,7 +147,7 @@ def test_a_run_claimed_by_a_scheduler_that_died_before_naming_its_container_is_r
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
 
-    tick(started_at + timedelta(seconds=START_GRACE_SECONDS + 1))
+    tick(started_at + timedelta(seconds=settings.PANDASTACK_WORKER_STALE_SECONDS + 1))
     run.refresh_from_db()
     assert (run.status, run.reason) == (
         RunStatus.FAILED,
@@ -157,7 +158,7 @@ def test_a_run_claimed_by_a_scheduler_that_died_before_naming_its_container_is_r
     assert (retry.status, retry.log_tail) == (RunStatus.SUCCEEDED, "second attempt")
 
 
-def test_a_container_created_but_never_started_fails_the_run_after_the_grace(cron_world):
+def test_a_container_created_but_never_started_fails_the_run_once_its_starter_is_silent(cron_world):
     # Killed between creating the container and starting it.
     job = cron_world.job("half-started")
     started_at = timezone.now()
@@ -173,7 +174,7 @@ def test_a_container_created_but_never_started_fails_the_run_after_the_grace(cro
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
 
-    tick(started_at + timedelta(seconds=START_GRACE_SECONDS + 1))
+    tick(started_at + timedelta(seconds=settings.PANDASTACK_WORKER_STALE_SECONDS + 1))
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert run.reason == "the run's container never started (its scheduler stopped while starting it)"

@@ -23,13 +23,16 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.core.actors import Actor
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from apps.databases import backup_tasks, dumps, services
 from apps.databases.backups import (
+    _backup_if_due,
     backup_capture,
     backup_open,
     backup_restore,
     backup_storage,
+    due_for_backup,
     give_up_stale,
     scheduled_backups,
 )
@@ -435,6 +438,25 @@ def test_scheduled_backups_follow_the_plans_interval(tenants):
     }
 
 
+def test_two_scheduled_passes_at_once_take_one_backup(tenants):
+    """Two beats send the pass twice. The second pass read its list before the first queued the
+    backup, and the backup finished meanwhile (the database is available again): asked again under
+    the database's lock, it is not due, and no second backup is taken."""
+    database = tenants("redis")
+    database.team.plan.backup_interval_hours = 24
+    database.team.plan.save()
+    now = timezone.now()
+    second_pass_read = [d.pk for d in due_for_backup(now)]
+    assert second_pass_read == [database.pk]
+    assert scheduled_backups(now) == 1  # the first pass
+    backup_tasks.backup_run(Backup.objects.get(database=database).pk)
+    database.refresh_from_db()
+    assert database.status == "available"
+    actor = Actor.system("backup-scheduler")
+    assert [_backup_if_due(pk, now=now, actor=actor) for pk in second_pass_read] == [False]
+    assert Backup.objects.filter(database=database).count() == 1
+
+
 def test_a_manual_backup_does_not_count_for_the_schedule(tenants, django_capture_on_commit_callbacks):
     database = tenants("redis")
     capture(database, django_capture_on_commit_callbacks)
@@ -450,17 +472,39 @@ def test_work_whose_worker_disappeared_is_given_up(tenants):
     Database.objects.filter(pk=restoring.pk).update(
         status=DatabaseStatus.RESTORING, updated_at=timezone.now() - timedelta(hours=3)
     )
+    # Its heartbeat stopped a moment longer ago than the stale time: its worker died.
+    silent = timezone.now() - timedelta(seconds=django_settings.PANDASTACK_WORKER_STALE_SECONDS + 1)
+    Backup.objects.filter(pk=backup.pk).update(updated_at=silent)
 
-    give_up_stale(timezone.now())
+    assert give_up_stale(timezone.now()) == 2
 
     backup.refresh_from_db()
     database.refresh_from_db()
     restoring.refresh_from_db()
-    assert backup.status == "failed" and "never finished" in backup.error
+    assert backup.status == "failed" and "never finished" in backup.error and "worker stopped" in backup.error
     assert database.status == restoring.status == DatabaseStatus.AVAILABLE
     assert "never finished" in restoring.status_reason
     assert PlatformEvent.objects.filter(kind="database.backup_failed", subject_id=str(database.pk)).exists()
     assert PlatformEvent.objects.filter(kind="database.restore_failed", subject_id=str(restoring.pk)).exists()
+
+
+def test_a_backup_whose_worker_died_while_writing_its_file_is_failed_and_its_partial_file_deleted(tenants):
+    database = tenants("redis")
+    partial = backup_storage().save(f"{database.team.slug}/{database.name}/1-partial.rdbx", io.BytesIO(b"half"))
+    backup = Backup.objects.create(team=database.team, database=database, number=1, status="running",
+                                   started_at=timezone.now(), file_name=partial)  # fmt: skip
+    Database.objects.filter(pk=database.pk).update(status=DatabaseStatus.BACKING_UP)
+
+    assert give_up_stale() == 0  # its heartbeat is fresh: a worker is still writing it
+    silent = timezone.now() - timedelta(seconds=django_settings.PANDASTACK_WORKER_STALE_SECONDS + 1)
+    Backup.objects.filter(pk=backup.pk).update(updated_at=silent)
+    assert give_up_stale() == 1
+
+    backup.refresh_from_db()
+    assert (backup.status, backup.file_name, backup.sha256) == ("failed", "", "")
+    assert "its partial file was deleted" in backup.error
+    assert not backup_storage().exists(partial)
+    assert Database.objects.get(pk=database.pk).status == DatabaseStatus.AVAILABLE
 
 
 def test_backup_tasks_are_idempotent(tenants, django_capture_on_commit_callbacks):
@@ -473,10 +517,17 @@ def test_backup_tasks_are_idempotent(tenants, django_capture_on_commit_callbacks
     backup.refresh_from_db()
     assert (backup.file_name, backup.sha256, backup.finished_at) == first
 
-    # A worker killed mid-way: the backup is still running and a partial file is on record.
+    # Running under a worker whose heartbeat is fresh: a second (redelivered) message leaves it to it.
     partial = backup_storage().save(f"{database.team.slug}/{database.name}/partial", io.BytesIO(b"x"))
-    Backup.objects.filter(pk=backup.pk).update(status="running", file_name=partial)
+    Backup.objects.filter(pk=backup.pk).update(status="running", file_name=partial, updated_at=timezone.now())
     Database.objects.filter(pk=database.pk).update(status=DatabaseStatus.BACKING_UP)
+    backup_tasks.backup_run(backup.pk)
+    backup.refresh_from_db()
+    assert (backup.status, backup.file_name) == ("running", partial)
+
+    # A worker killed mid-way: still running, a partial file on record, and its heartbeat silent.
+    silent = timezone.now() - timedelta(seconds=django_settings.PANDASTACK_WORKER_STALE_SECONDS + 1)
+    Backup.objects.filter(pk=backup.pk).update(updated_at=silent)
     backup_tasks.backup_run(backup.pk)
     backup.refresh_from_db()
     assert backup.status == "succeeded" and backup.file_name != partial

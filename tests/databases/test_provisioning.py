@@ -272,3 +272,34 @@ def test_attaching_never_overwrites_a_variable_the_team_set(team_a, made):
     assert environment_from_versions(version_ids_for_app(app))["REDIS_URL"] == "redis://mine"
     services.database_attach(ctx=ctx_of(team_a), database=database, app=app, env_name="CACHE_URL")
     assert environment_from_versions(version_ids_for_app(app))["CACHE_URL"].startswith("redis://ps")
+
+
+def test_two_usage_passes_at_once_report_a_size_crossing_once(team_a, made):
+    """Two beats send the usage refresh twice: a second pass runs whole while the first is measuring
+    (both read the size stored before the crossing). One `database.size_exceeded` event, not two."""
+    from unittest import mock
+
+    from apps.databases.provisioners.postgres import PostgresProvisioner
+    from apps.events.models import PlatformEvent
+
+    database = provision(team_a, "postgres", made)
+    team_a.team.plan.max_database_size_mb = 1  # an empty PostgreSQL database holds several MiB
+    team_a.team.plan.save()
+    Database.objects.filter(pk=database.pk).update(size_bytes=2**19)  # the last measurement: under the limit
+    measure = PostgresProvisioner.usage
+    passes = []
+
+    def usage_while_another_pass_runs(self, spec):
+        if not passes:
+            passes.append("second")
+            tasks.refresh_usage()  # the other beat's pass, from start to end
+        return measure(self, spec)
+
+    with mock.patch.object(PostgresProvisioner, "usage", usage_while_another_pass_runs):
+        tasks.refresh_usage()
+    database.refresh_from_db()
+    assert database.size_bytes > 2**20
+    events = PlatformEvent.objects.filter(kind="database.size_exceeded", subject_id=str(database.pk))
+    assert events.count() == 1
+    tasks.refresh_usage()  # still over: no new crossing
+    assert events.count() == 1

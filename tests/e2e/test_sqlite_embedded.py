@@ -32,7 +32,7 @@ from cryptography.fernet import Fernet
 
 from apps.runtime.router import HAProxyRouter
 from tests.support import TEST_RUN_LABEL, remove_test_run
-from tests.support.platform_fixtures import ROOT, free_port, free_udp_port, wait_for
+from tests.support.platform_fixtures import ROOT, free_port, free_udp_port, platform_command, wait_for
 
 DRILL_SECONDS = 40.0
 CLIENTS = 3
@@ -163,17 +163,13 @@ class Drill:
 
     def start_all(self, only: set[str] | None = None) -> None:
         """The processes and commands of `scripts/run`, with the same arguments (or `only` some)."""
-        py = sys.executable
+        schedule = self.tmp / "celerybeat-schedule"
+        ready = {"worker": b"ready.", "beat": b"beat: Starting", "scheduler": b"cron scheduler running",
+                 "monitor": b"monitor: collecting", "web": b"Uvicorn running on"}  # fmt: skip
         self.procs = [
-            Proc("worker", [py, "-m", "celery", "-A", "pandastack", "worker", "-l", "info", "--concurrency", "1"],
-                 self.env, self.log_dir, b"ready."),
-            Proc("beat", [py, "-m", "celery", "-A", "pandastack", "beat", "-l", "info",
-                          "-s", str(self.tmp / "celerybeat-schedule")], self.env, self.log_dir, b"beat: Starting"),
-            Proc("scheduler", [py, "manage.py", "run_scheduler"], self.env, self.log_dir, b"cron scheduler running"),
-            Proc("monitor", [py, "manage.py", "run_monitor"], self.env, self.log_dir, b"monitor: collecting"),
-            Proc("web", [py, "-m", "uvicorn", "pandastack.asgi:application", "--host", "127.0.0.1",
-                         "--port", str(self.web_port), "--workers", "1", "--lifespan", "off", "--no-proxy-headers",
-                         "--timeout-graceful-shutdown", "5"], self.env, self.log_dir, b"Uvicorn running on"),
+            Proc(name, platform_command(name, web_port=self.web_port, beat_schedule=schedule), self.env, self.log_dir,
+                 marker)
+            for name, marker in ready.items()
         ]  # fmt: skip
         self.procs = [proc for proc in self.procs if only is None or proc.name in only]
         for proc in self.procs:

@@ -236,6 +236,24 @@ def test_a_command_that_cannot_start_leaves_nothing_behind(docker_engine, engine
     assert docker_engine.inspect(spec.name) is None
 
 
+def test_a_network_two_workers_created_at_once_still_starts_containers(docker_engine, engine_run, web_image):
+    """Two workers deploying a team's first apps at once both create its network (the engine's duplicate
+    check is not atomic): one worker's container then met "network ... is ambiguous" when it started,
+    before the other worker had removed its twin, and the deploy failed. The twin (never used: every
+    caller settles on the oldest) goes, and the container starts."""
+    network = team_network(docker_engine, engine_run)
+    twin = docker_engine.client.networks.create(
+        network, driver="bridge", labels=engine_run.labels, check_duplicate=False
+    )
+    assert len(docker_engine.client.networks.list(names=[network])) == 2
+
+    info = docker_engine.run(make_spec(engine_run, "web-r1", web_image, network))
+
+    assert info.status == "running" and list(info.networks) == [network]
+    assert [n.id for n in docker_engine.client.networks.list(names=[network])] != [twin.id]
+    assert len(docker_engine.client.networks.list(names=[network])) == 1
+
+
 def test_a_missing_network_is_an_engine_error(docker_engine, engine_run, web_image):
     spec = make_spec(engine_run, "web-r1", web_image, engine_run.name("never-created"))
     with pytest.raises(EngineError, match="not found"):

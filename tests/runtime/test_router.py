@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from apps.runtime.router import Backend, HAProxyRouter, RouterError, Server
+from tests.support.router_load import Load
 
 HOST = "web.alpha.localhost"
 
@@ -142,69 +143,6 @@ def get(router: HAProxyRouter, host: str = HOST, timeout: float = 5.0) -> tuple[
         return response.status, response.read().decode()
     finally:
         conn.close()
-
-
-class Load(threading.Thread):
-    """Requests ``host`` in a loop until stopped; counts answers by body and every failure (an error
-    or a non-200).
-
-    By default each request opens a new connection: none may be refused or dropped. A keep-alive
-    client (``keepalive=True``) behaves like browsers and curl: when a connection it reuses turns out
-    to have been closed by the other side before any answer, it retries the (idempotent) request once
-    on a new connection — counted in ``stale_retries``, not as a failure; anything else is a failure.
-    """
-
-    def __init__(self, router: HAProxyRouter, host: str = HOST, *, keepalive: bool = False) -> None:
-        super().__init__(daemon=True)
-        self.router, self.host, self.keepalive = router, host, keepalive
-        self.seen: Counter[str] = Counter()
-        self.failures: list[str] = []
-        self.stale_retries = 0
-        self.halt = threading.Event()
-
-    @property
-    def total(self) -> int:
-        return sum(self.seen.values()) + len(self.failures)
-
-    def run(self) -> None:
-        conn: http.client.HTTPConnection | None = None
-        reused = False
-        while not self.halt.is_set() and self.total < 20_000:
-            if conn is None:
-                conn, reused = http.client.HTTPConnection("127.0.0.1", self.router.http_port, timeout=5), False
-            try:
-                conn.request("GET", "/", headers={"Host": self.host})
-                response = conn.getresponse()
-                body = response.read().decode()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                conn = None
-                stale = reused and isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError)
-                if stale and self.stale_retries < 100:
-                    self.stale_retries += 1
-                else:
-                    self.failures.append(repr(exc))
-                continue
-            if response.status == 200:
-                self.seen[body] += 1
-            else:
-                self.failures.append(f"{response.status} {body}")
-            if not self.keepalive or response.will_close:
-                conn.close()
-                conn = None
-            else:
-                reused = True
-        if conn is not None:
-            conn.close()
-
-    def wait_for_requests(self, count: int) -> None:
-        start = self.total
-        assert wait_for(lambda: self.total >= start + count, timeout=10), (self.total, self.failures[:5])
-
-    def finish(self) -> None:
-        self.halt.set()
-        self.join(timeout=10)
-        assert not self.is_alive()
 
 
 @pytest.fixture
@@ -504,6 +442,33 @@ def test_recovers_after_haproxy_was_killed(router: HAProxyRouter, upstream: Call
     assert router.apply_config([backend(s1.server(), s3.server())]) is True
     assert {get(router)[1] for _ in range(4)} == {"s1", "s3"}
     assert states(router) == {"s1": ("ready", 100), "s3": ("ready", 100)}
+
+
+def test_locked_holds_off_other_programmers_and_lets_its_own_thread_through(
+    router: HAProxyRouter, upstream: Callable[..., Upstream]
+) -> None:
+    """A caller that reads elsewhere and then changes the router (a configuration rendered from the
+    database) holds the lock for the whole block; its own changes inside go through, another process's
+    (here another router object on the same state directory, in another thread) wait for the block."""
+    s1, s2, s3 = upstream("s1"), upstream("s2"), upstream("s3")
+    router.apply_config([backend(s1.server())])
+    other = HAProxyRouter(state_dir=router.state_dir, http_port=router.http_port)
+    added = threading.Event()
+
+    def add_elsewhere() -> None:
+        other.add_server("app_1", s3.server())
+        added.set()
+
+    with router.locked():
+        elsewhere = threading.Thread(target=add_elsewhere)
+        elsewhere.start()
+        with router.locked():  # re-entrant
+            router.add_server("app_1", s2.server())
+        assert router.apply_config([backend(s1.server(), s2.server())]) is False
+        assert not added.wait(0.5)  # waits for the block to end
+    elsewhere.join(10)
+    assert added.is_set()
+    assert set(states(router)) == {"s1", "s2", "s3"}
 
 
 def test_invalid_input_raises_and_changes_nothing(router: HAProxyRouter, upstream: Callable[..., Upstream]) -> None:

@@ -62,7 +62,7 @@ def run_tasks_in_process(monkeypatch) -> None:
         backup_tasks.backup_run, backup_tasks.restore_run, tasks.database_provision, tasks.database_lock,
         tasks.database_deprovision,
     ):  # fmt: skip
-        monkeypatch.setattr(task, "delay", lambda *args, task=task: task(*args))
+        monkeypatch.setattr(task, "apply_async", lambda args, task=task, **options: task(*args))
 
 
 @pytest.fixture

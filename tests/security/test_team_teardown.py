@@ -61,10 +61,15 @@ def made(servers: dict[str, DatabaseServer]) -> Iterator[list[tuple[str, Any]]]:
 def queued(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     """What the services hand to Celery (no worker runs here): recorded instead of sent."""
     calls: dict[str, list[Any]] = {"app_teardown": [], "deletion_finish": [], "other": []}
-    monkeypatch.setattr(deployment_tasks.app_teardown, "delay", lambda app_id: calls["app_teardown"].append(app_id))
-    monkeypatch.setattr(deletion_finish, "delay", lambda *args: calls["deletion_finish"].append(args))
+    # Services publish with apply_async(args, task_id=…) after the commit (apps.core.broker.enqueue).
+    monkeypatch.setattr(
+        deployment_tasks.app_teardown, "apply_async", lambda args, **_: calls["app_teardown"].append(args[0])
+    )
+    monkeypatch.setattr(deletion_finish, "apply_async", lambda args, **_: calls["deletion_finish"].append(tuple(args)))
     for task in (deployment_tasks.router_sync, db_tasks.database_lock, db_tasks.database_deprovision):
-        monkeypatch.setattr(task, "delay", lambda *args, _t=task: calls["other"].append((_t.name, args)))
+        monkeypatch.setattr(
+            task, "apply_async", lambda args, _t=task, **_: calls["other"].append((_t.name, tuple(args)))
+        )
     return calls
 
 

@@ -93,9 +93,10 @@ class RedisServer:
         return f"redis://admin:{self.admin_password}@127.0.0.1:{self.port}/0"
 
 
-def start_redis(root: Path, *config: str) -> tuple[subprocess.Popen, int]:
-    """A redis-server on a free loopback port with `config` lines; waits until it answers."""
-    port = free_port()
+def start_redis(root: Path, *config: str, port: int | None = None) -> tuple[subprocess.Popen, int]:
+    """A redis-server on a free loopback port (or `port`, to start one again where it was) with
+    `config` lines; waits until it answers."""
+    port = port or free_port()
     conf = root / f"redis-{port}.conf"
     lines = [f"port {port}", "bind 127.0.0.1", f"dir {root}", 'save ""', "appendonly no", *config]
     conf.write_text("\n".join(lines) + "\n")

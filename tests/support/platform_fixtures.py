@@ -98,6 +98,23 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def platform_command(name: str, *, web_port: int = 0, beat_schedule: Path | None = None, node: str = "") -> list[str]:
+    """The command line `scripts/run` starts the platform process `name` with: "worker", "beat",
+    "scheduler", "monitor" or "web" (uvicorn on `web_port`). `beat_schedule` is beat's schedule file;
+    `node` names a worker (celery's -n), so that two on one host are told apart."""
+    py = sys.executable
+    commands = {
+        "worker": [py, "-m", "celery", "-A", "pandastack", "worker", "-l", "info", "--concurrency", "1",
+                   *(["-n", node] if node else [])],
+        "beat": [py, "-m", "celery", "-A", "pandastack", "beat", "-l", "info", "-s", str(beat_schedule)],
+        "scheduler": [py, "manage.py", "run_scheduler"],
+        "monitor": [py, "manage.py", "run_monitor"],
+        "web": [py, "-m", "uvicorn", "pandastack.asgi:application", "--host", "127.0.0.1", "--port", str(web_port),
+                "--workers", "1", "--lifespan", "off", "--no-proxy-headers", "--timeout-graceful-shutdown", "5"],
+    }  # fmt: skip
+    return commands[name]
+
+
 @pytest.fixture(scope="session")
 def platform_settings(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[dict[str, str]]:
     """Router and runtime settings shared by this process and the worker process."""
@@ -111,7 +128,6 @@ def platform_settings(django_db_setup, django_db_blocker, tmp_path_factory) -> I
         "PANDASTACK_ROUTER_BIND": "127.0.0.1",
         "PANDASTACK_ROUTER_ACCESS_LOG_PORT": free_udp_port(),
         "PANDASTACK_EXTRA_LABELS": {TEST_RUN_LABEL: run_id},
-        "PANDASTACK_STALE_DEPLOYMENT_SECONDS": 3.0,
     }
     saved = {name: getattr(settings, name) for name in values}
     for name, value in values.items():
@@ -133,7 +149,6 @@ def platform_settings(django_db_setup, django_db_blocker, tmp_path_factory) -> I
         "PANDASTACK_EXTRA_LABELS": f"{TEST_RUN_LABEL}={run_id}",
         "PANDASTACK_HEALTH_TIMEOUT": str(settings.PANDASTACK_HEALTH_TIMEOUT),
         "PANDASTACK_DRAIN_TIMEOUT": str(settings.PANDASTACK_DRAIN_TIMEOUT),
-        "PANDASTACK_STALE_DEPLOYMENT_SECONDS": "3",
     }
     yield {"env": env, "run_id": run_id, "router_dir": router_dir}
     try:

@@ -1,4 +1,6 @@
+import logging
 import math
+import time
 import uuid
 from typing import Any
 
@@ -7,7 +9,10 @@ from django.core.cache import cache
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import SimpleRateThrottle
 
+from apps.core.broker import REDIS_DOWN
 from apps.tokens.models import ApiToken
+
+log = logging.getLogger(__name__)
 
 
 class TokenRateThrottle(SimpleRateThrottle):
@@ -15,6 +20,22 @@ class TokenRateThrottle(SimpleRateThrottle):
     client address. The rate is PANDASTACK_API_THROTTLE_RATE, e.g. "1200/min"."""
 
     scope = "api"
+    # One warning per this many seconds while the cache is down, not one per request.
+    WARN_EVERY_SECONDS = 60.0
+    _warned_at = 0.0
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        """Fails open: with the cache (Redis) unreachable, requests are let through unthrottled. The
+        budget shares the API fairly between callers; it is no security boundary (tokens are), and during
+        an outage reads and the writes that need no worker must keep working rather than answer 500."""
+        try:
+            return super().allow_request(request, view)
+        except REDIS_DOWN as exc:
+            now = time.monotonic()
+            if now - TokenRateThrottle._warned_at > self.WARN_EVERY_SECONDS:
+                TokenRateThrottle._warned_at = now
+                log.warning("API throttle off while the cache is unreachable: %s", exc)
+            return True
 
     def get_rate(self) -> str:
         return settings.PANDASTACK_API_THROTTLE_RATE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, urlsplit
@@ -49,11 +50,17 @@ class PostgresProvisioner:
         options = options.format(sql.Literal(spec.connection_limit), sql.Literal(spec.password))
         with self._admin() as conn:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [spec.username]).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} WITH ").format(role) + options)
+            try:
+                conn.execute(sql.SQL(("ALTER" if exists else "CREATE") + " ROLE {} WITH ").format(role) + options)
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                # Made since we looked: by the statement of a worker killed while it waited on a lock,
+                # which the server still ran after the worker was gone (a unique violation when both
+                # statements were in flight at once).
+                conn.execute(sql.SQL("ALTER ROLE {} WITH ").format(role) + options)
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [spec.db_name]).fetchone():
                 # CREATE DATABASE cannot run in a transaction; a retry after a crash lands here again.
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role))
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):  # same race
+                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role))
             conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, role))
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(database))
             conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(database, role))
