@@ -667,17 +667,20 @@ def _restore_router_servers() -> None:
     runtime command reads every backend's servers, however many apps there are."""
     r = router()
     present = r.server_names()
-    for container_id, app_id, server in _routed_servers():
-        backend = App.router_backend_of(app_id)
-        if server.name not in present.get(backend, ()):
-            _restore_server(container_id, backend, server)
+    lost = [
+        pk
+        for pk, app_id, server in _routed_servers()
+        if server.name not in present.get(App.router_backend_of(app_id), ())
+    ]
+    for container in Container.objects.filter(pk__in=lost).select_related("app", "deployment"):
+        _restore_server(container)
 
 
-def _restore_server(container_id: int, backend: str, server: Server) -> None:
+def _restore_server(container: Container) -> None:
     """Put back a server the router lost, unless it was unrouted since it was read: a retire on another
     worker unroutes it in the database first, then takes the router's lock to remove it, so asked under
     that lock the database says whether it is still wanted."""
     r = router()
     with r.locked():
-        if Container.objects.filter(pk=container_id, in_router=True).exists():
-            r.add_server(backend, server)
+        if Container.objects.filter(pk=container.pk, in_router=True).exists():
+            r.add_server(container.app.router_backend, _server(container))

@@ -21,9 +21,9 @@ from tests.conftest import TeamWorld
 from tests.core.routes import CRON_IMAGE
 from tests.support.fakes import InMemoryEngine
 
-# Per run started: its start time recorded once its container runs. Per run ended: its outcome, and
-# the pruning of its job's history.
-PER_START, PER_END = 1, 2
+# Per run started: its container's name recorded once its image is here, its start time once it runs. Per
+# run ended: its outcome, and the pruning of its job's history.
+PER_START, PER_END = 2, 2
 
 
 @pytest.fixture
