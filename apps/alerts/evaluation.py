@@ -14,34 +14,40 @@ any more: the next round closes a firing it had (no "resolved" notification: not
 database went away), moves it to ok, and from then on leaves it alone. The rule itself stays, as it
 was, for its owners to read or delete (a new database of the same name is another database).
 
-Each rule is evaluated in a short transaction of its own, claimed with
-SELECT ... FOR UPDATE SKIP LOCKED, so two evaluators never work on the same rule at once; every
-transition is also a compare-and-set on the old state, so a firing notifies exactly once, and so
-does its resolution. (One transaction per rule rather than per batch: a firing takes its team's
+Rules are claimed with SELECT ... FOR UPDATE SKIP LOCKED, so two evaluators never work on the same
+rule at once: a batch of rules at a time (their values read together, a few queries whatever their
+number) to record the value of each rule whose state stays — nearly all, in most rounds — in one
+statement; then each rule whose state changes in a short transaction of its own, where it is read
+again. (One transaction per changing rule rather than per batch: a firing takes its team's
 incident lock, and an evaluator holding the locks of several teams at once could deadlock with
-another doing the same in another order.) The time a rule is evaluated at is read once the rule is
-locked, and a rule already evaluated as of a later time is left alone: an evaluator slow to reach a
-rule cannot act on a stale clock after another one moved the rule on (fire it again just after it
+another doing the same in another order; SKIP LOCKED never waits, so the batches cannot.) Every
+transition is also a compare-and-set on the old state, so a firing notifies exactly once, and so
+does its resolution. The time a rule is evaluated at is read once it (or its batch) is locked, and
+a rule already evaluated as of a later time is left alone: an evaluator slow to reach a rule
+cannot act on a stale clock after another one moved the rule on (fire it again just after it
 resolved, say)."""
 
 import logging
 import operator
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from apps.alerts.incidents import event_severity, firings_close, incident_for_firing
 from apps.alerts.models import AlertRule, AlertState, Incident, IncidentAlert, Operator, RuleMetric, RuleScope
 from apps.alerts.services import notify
+from apps.core.bulk import bulk_set
 from apps.databases.models import DatabaseStatus
 from apps.events.models import PlatformEvent, Severity
 from apps.events.services import event_emit
 from apps.monitoring.models import Resolution
-from apps.monitoring.selectors import Totals, bucket_start, health_up, window_totals
+from apps.monitoring.selectors import Totals, bucket_start, health_of, window_totals_of
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +81,27 @@ OUTCOMES = ("evaluated", "pending", "fired", "resolved", "skipped", "errors")
 
 
 def evaluate_rules(*, now: datetime | None = None) -> dict[str, int]:
-    """Evaluate every enabled rule once, each as of the time it is locked (or as of `now` for every
-    rule, when given). Returns counts: rules evaluated, moved to pending, fired, resolved, skipped
-    (another evaluator held them, had already evaluated them as of a later time, or their database
-    was deleted) and failed (logged; the others are evaluated all the same)."""
+    """Evaluate every enabled rule once, each as of the time read once it is locked (or as of `now`
+    for every rule, when given). Returns counts: rules evaluated, moved to pending, fired, resolved,
+    skipped (another evaluator held them, had already evaluated them as of a later time, or their
+    database was deleted) and failed (logged; the others are evaluated all the same).
+
+    Most rounds change no rule's state. So rules are claimed and read a batch at a time (a few
+    grouped queries for all their values), those that keep their state are recorded in one
+    statement, and only those that move on go one by one through a transaction of their own."""
     summary = dict.fromkeys(OUTCOMES, 0)
-    totals: dict[tuple[int, datetime, datetime], Totals] = {}  # shared by this round's rules
     # Rules of a deleted database are left out once they are back to ok (see _retire).
     retired = Q(database__status=DatabaseStatus.DELETED, state=AlertState.OK)
     rule_ids = list(AlertRule.objects.filter(enabled=True).exclude(retired).order_by("id").values_list("id", flat=True))
-    for rule_id in rule_ids:
+    moving: list[int] = []
+    for first in range(0, len(rule_ids), BATCH):
+        batch = rule_ids[first : first + BATCH]
+        try:
+            moving += _evaluate_batch(batch, now, summary)
+        except Exception:  # a database error in one batch must not stop the others
+            log.exception("evaluating alert rules %s to %s failed", batch[0], batch[-1])
+            summary["errors"] += len(batch)
+    for rule_id in moving:
         try:
             with transaction.atomic():
                 rule = (
@@ -97,12 +114,59 @@ def evaluate_rules(*, now: datetime | None = None) -> dict[str, int]:
                 if rule is None or (rule.last_evaluated_at is not None and rule.last_evaluated_at > at):
                     outcome = "skipped"
                 else:
-                    outcome = _evaluate(rule, at, totals)
+                    outcome = _evaluate(rule, at)
         except Exception:  # one broken rule must not stop the others
             log.exception("evaluating alert rule %s failed", rule_id)
             outcome = "errors"
         summary[outcome] += 1
     return summary
+
+
+BATCH = 500  # rules claimed, read and recorded together (the record is a CASE of this many branches)
+
+
+def _evaluate_batch(rule_ids: list[int], now: datetime | None, summary: dict[str, int]) -> list[int]:
+    """Claim the rules (FOR UPDATE SKIP LOCKED: those another evaluator holds are skipped), read
+    the clock, read every value at once, and record the value and time of each rule whose state
+    stays, in one statement. Returns the rules whose state changes, for the one-by-one path."""
+    moving = []
+    with transaction.atomic():
+        rules = list(
+            AlertRule.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("database")  # what deciding needs; a rule changing state is read again
+            .filter(pk__in=rule_ids, enabled=True)
+            .order_by("id")
+        )
+        summary["skipped"] += len(rule_ids) - len(rules)
+        at = now or timezone.now()  # read after the lock, as for one rule
+        try:
+            reads: RoundReads | None = RoundReads(at, rule_values(rules, at))
+        except Exception:  # then each rule reads its own value, and fails on its own
+            log.exception("reading the values of alert rules %s to %s failed", rule_ids[0], rule_ids[-1])
+            reads = None
+        staying: dict[int, float | None] = {}
+        for rule in rules:
+            if rule.last_evaluated_at is not None and rule.last_evaluated_at > at:
+                summary["skipped"] += 1
+                continue
+            if rule.database is not None and rule.database.status == DatabaseStatus.DELETED:
+                moving.append(rule.pk)
+                continue
+            try:
+                value = rule_value(rule, at, reads)
+                step = _step(rule, value, at)
+            except Exception:  # one broken rule must not stop the others
+                log.exception("evaluating alert rule %s failed", rule.pk)
+                summary["errors"] += 1
+                continue
+            if step == RECORD:
+                staying[rule.pk] = value
+            else:
+                moving.append(rule.pk)
+        bulk_set(AlertRule, {pk: {"last_value": value} for pk, value in staying.items()}, ["last_value"],
+                 last_evaluated_at=at)  # fmt: skip
+        summary["evaluated"] += len(staying)
+    return moving
 
 
 def metric_window(now: datetime, window_seconds: int) -> tuple[datetime, datetime | None]:
@@ -115,57 +179,122 @@ def metric_window(now: datetime, window_seconds: int) -> tuple[datetime, datetim
     return bucket_start(now, Resolution.RAW) - timedelta(seconds=window_seconds), None
 
 
-def rule_value(
-    rule: AlertRule, now: datetime, totals: dict[tuple[int, datetime, datetime], Totals] | None = None
-) -> float | None:
-    """The rule's value as of `now`: None when there is no data."""
-    if rule.metric == RuleMetric.EVENT:
-        return float(_event_count(rule, now))
-    if rule.metric == RuleMetric.UP:
-        return health_up(rule.app_id)
-    totals = {} if totals is None else totals
-    since, until = metric_window(now, rule.window_seconds)
-    key = (rule.app_id, since, until)
-    if key not in totals:
-        totals[key] = window_totals(rule.app_id, since=since, until=until)
-    return WINDOW_METRICS[rule.metric](totals[key])
+@dataclass(frozen=True)
+class RoundReads:
+    """The values of a round's rules, read together as of `at`."""
+
+    at: datetime
+    values: dict[int, float | None]
 
 
-def _event_count(rule: AlertRule, now: datetime) -> int:
-    events = PlatformEvent.objects.filter(
-        team_id=rule.team_id,
-        kind=rule.event_kind,
-        created_at__gte=now - timedelta(seconds=rule.window_seconds),
-        created_at__lt=now,
-    )
-    if rule.scope == RuleScope.PROJECT:
-        return events.filter(project_id=rule.project_id).count()
-    subject_id = {
-        RuleScope.APP: rule.app_id,
-        RuleScope.CRON_JOB: rule.cron_job_id,
-        RuleScope.DATABASE: rule.database_id,
-    }[rule.scope]
-    return events.filter(subject_type=SUBJECT_TYPES[rule.scope], subject_id=str(subject_id)).count()
+def rule_value(rule: AlertRule, now: datetime, reads: RoundReads | None = None) -> float | None:
+    """The rule's value as of `now`: None when there is no data. From the round's reads when they
+    were made as of the same time."""
+    if reads is not None and reads.at == now and rule.pk in reads.values:
+        return reads.values[rule.pk]
+    return rule_values([rule], now)[rule.pk]
 
 
-def _evaluate(rule: AlertRule, now: datetime, totals: dict[tuple[int, datetime, datetime], Totals]) -> str:
-    if rule.database is not None and rule.database.status == DatabaseStatus.DELETED:
-        return _retire(rule, now)
-    value = rule_value(rule, now, totals)
+def rule_values(rules: Sequence[AlertRule], now: datetime) -> dict[int, float | None]:
+    """The values of `rules` as of `now` (rule id -> value, None: no data), in a few queries
+    whatever their number: one per distinct window of the metric rules, one for the health of the
+    `up` rules, one per event kind and window of the event rules."""
+    windows: dict[tuple[datetime, datetime | None], set[int]] = {}
+    for rule in rules:
+        if rule.metric not in (RuleMetric.EVENT, RuleMetric.UP):
+            windows.setdefault(metric_window(now, rule.window_seconds), set()).add(rule.app_id)
+    totals = {
+        (app_id, since, until): app_totals
+        for (since, until), app_ids in windows.items()
+        for app_id, app_totals in window_totals_of(app_ids, since=since, until=until).items()
+    }
+    up = [rule.app_id for rule in rules if rule.metric == RuleMetric.UP]
+    health = health_of(up) if up else {}
+    events = _event_counts([rule for rule in rules if rule.metric == RuleMetric.EVENT], now)
+    values: dict[int, float | None] = {}
+    for rule in rules:
+        if rule.metric == RuleMetric.EVENT:
+            values[rule.pk] = float(events[rule.pk])
+        elif rule.metric == RuleMetric.UP:
+            values[rule.pk] = health[rule.app_id]
+        else:
+            values[rule.pk] = WINDOW_METRICS[rule.metric](
+                totals[(rule.app_id, *metric_window(now, rule.window_seconds))]
+            )
+    return values
+
+
+def _event_counts(rules: Sequence[AlertRule], now: datetime) -> dict[int, int]:
+    """Per rule, the platform events of its kind about its app, cron job, database or project created
+    in [now - window, now): one grouped query per event kind and window."""
+    groups: dict[tuple[str, int], list[AlertRule]] = {}
+    for rule in rules:
+        groups.setdefault((rule.event_kind, rule.window_seconds), []).append(rule)
+    counts: dict[int, int] = {}
+    for (kind, window), members in groups.items():
+        found = (
+            PlatformEvent.objects.filter(
+                team_id__in={rule.team_id for rule in members},
+                kind=kind,
+                created_at__gte=now - timedelta(seconds=window),
+                created_at__lt=now,
+            )
+            .values_list("team_id", "project_id", "subject_type", "subject_id")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        by_project: Counter[tuple[int, int | None]] = Counter()
+        by_subject: Counter[tuple[int, str, str]] = Counter()
+        for team_id, project_id, subject_type, subject_id, n in found:
+            by_project[(team_id, project_id)] += n
+            by_subject[(team_id, subject_type, subject_id)] += n
+        for rule in members:
+            if rule.scope == RuleScope.PROJECT:
+                counts[rule.pk] = by_project[(rule.team_id, rule.project_id)]
+            else:
+                subject_id = {
+                    RuleScope.APP: rule.app_id,
+                    RuleScope.CRON_JOB: rule.cron_job_id,
+                    RuleScope.DATABASE: rule.database_id,
+                }[rule.scope]
+                counts[rule.pk] = by_subject[(rule.team_id, SUBJECT_TYPES[rule.scope], str(subject_id))]
+    return counts
+
+
+# What a rule's value means for its state (_step).
+FIRE, PEND, CLEAR, RESOLVE, RECORD = "fire", "pend", "clear", "resolve", "record"
+
+
+def _step(rule: AlertRule, value: float | None, now: datetime) -> str:
+    """What the value means for the rule: fire it, make it pending, clear a pending one back to ok,
+    resolve a firing one — or RECORD, no change of state (only the value and the time are kept)."""
     holds = value is not None and COMPARE[rule.operator](value, rule.threshold)
     state = rule.state
     if holds and state in (AlertState.OK, AlertState.RESOLVED):
-        if rule.for_seconds == 0:
-            return _fire(rule, state, value, now)
-        return "pending" if _move(rule, state, AlertState.PENDING, value, now, pending_since=now) else "skipped"
+        return FIRE if rule.for_seconds == 0 else PEND
     if holds and state == AlertState.PENDING:
         since = rule.pending_since or now
-        if now - since >= timedelta(seconds=rule.for_seconds):
-            return _fire(rule, state, value, now)
-    elif not holds and state == AlertState.PENDING:
-        _move(rule, state, AlertState.OK, value, now, pending_since=None)
+        return FIRE if now - since >= timedelta(seconds=rule.for_seconds) else RECORD
+    if not holds and state == AlertState.PENDING:
+        return CLEAR
+    if not holds and state == AlertState.FIRING:
+        return RESOLVE
+    return RECORD
+
+
+def _evaluate(rule: AlertRule, now: datetime, reads: RoundReads | None = None) -> str:
+    if rule.database is not None and rule.database.status == DatabaseStatus.DELETED:
+        return _retire(rule, now)
+    value = rule_value(rule, now, reads)
+    step = _step(rule, value, now)
+    if step == FIRE:
+        return _fire(rule, rule.state, value, now)
+    if step == PEND:
+        return "pending" if _move(rule, rule.state, AlertState.PENDING, value, now, pending_since=now) else "skipped"
+    if step == CLEAR:
+        _move(rule, rule.state, AlertState.OK, value, now, pending_since=None)
         return "evaluated"
-    elif not holds and state == AlertState.FIRING:
+    if step == RESOLVE:
         return _resolve(rule, value, now)
     AlertRule.objects.filter(pk=rule.pk).update(last_value=value, last_evaluated_at=now)
     return "evaluated"

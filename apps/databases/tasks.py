@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 
 from celery import shared_task
 from django.db import connection, transaction
@@ -15,10 +16,11 @@ from django.utils import timezone
 from apps.core import shutdown
 from apps.core.actors import Actor
 from apps.core.broker import enqueue
+from apps.core.bulk import bulk_set
 from apps.core.leases import lease, long_ago, stale_before
 from apps.databases import services
-from apps.databases.models import Database, DatabaseStatus, Placement
-from apps.databases.provisioners import ProvisionerError
+from apps.databases.models import Database, DatabaseEngine, DatabaseStatus, Placement
+from apps.databases.provisioners import ProvisionerError, Usage
 from apps.events.models import Severity
 from apps.events.services import event_emit
 from apps.secrets import crypto
@@ -198,27 +200,55 @@ def database_rotate_credentials(database_id: int, actor_label: str = "") -> None
 @shared_task(name="databases.refresh_usage")
 def refresh_usage() -> int:
     """Measure size and connections of every available database (beat, every few minutes); a
-    database growing past its plan's size is an event (`database.size_exceeded`, once per crossing)."""
+    database growing past its plan's size is an event (`database.size_exceeded`, once per crossing).
+    The tenants of one shared Redis server are measured together, in one pass over its keys, and
+    the figures are written together (a crossing, rare, on its own)."""
+    databases = Database.objects.filter(status=DatabaseStatus.AVAILABLE).select_related("team__plan", "server")
+    now = timezone.now()
+    measured: dict[int, dict[str, int]] = {}
     count = 0
-    for database in Database.objects.filter(status=DatabaseStatus.AVAILABLE).select_related("team__plan", "server"):
-        try:
-            usage = services.provisioner_of(database).usage(services.spec_for(database))
-        except ProvisionerError as exc:
-            log.warning("usage of database %s: %s", database.pk, exc)
+    for database, usage in _usages(list(databases)):
+        if isinstance(usage, ProvisionerError):
+            log.warning("usage of database %s: %s", database.pk, usage)
             continue
+        count += 1
         limit = database.team.plan.max_database_size_mb * 2**20
-        measured = {"size_bytes": usage.size_bytes, "connections": usage.connections, "usage_at": timezone.now()}
-        row = Database.objects.filter(pk=database.pk)
+        figures = {"size_bytes": usage.size_bytes, "connections": usage.connections}
         # The crossing is the update that moves the stored size over the limit: two passes at once (two
         # beats) both measure it over, and only one of them finds it still under.
         under = Q(size_bytes=None) | Q(size_bytes__lte=limit)
-        crossed = usage.size_bytes > limit and row.filter(under).update(**measured)
+        crossed = usage.size_bytes > limit and Database.objects.filter(under, pk=database.pk).update(
+            **figures, usage_at=now
+        )
         if crossed:
             event_emit(team=database.team, kind="database.size_exceeded", subject=database, severity=Severity.WARNING,
                        message=f"{database.name} holds {usage.size_bytes // 2**20} MiB; the plan allows "
                                f"{database.team.plan.max_database_size_mb} MiB",
                        data={"size_bytes": usage.size_bytes, "limit_bytes": limit})  # fmt: skip
         else:
-            row.update(**measured)
-        count += 1
+            measured[database.pk] = figures
+    bulk_set(Database, measured, ["size_bytes", "connections"], usage_at=now)
     return count
+
+
+def _usages(databases: list[Database]) -> Iterator[tuple[Database, Usage | ProvisionerError]]:
+    """Each database with its usage (or why it could not be measured)."""
+    from apps.databases.provisioners.redis import RedisProvisioner
+
+    by_server: dict[int, list[Database]] = {}
+    for database in databases:
+        if database.engine == DatabaseEngine.REDIS and database.placement == Placement.SHARED and database.server_id:
+            by_server.setdefault(database.server_id, []).append(database)
+            continue
+        try:
+            yield database, services.provisioner_of(database).usage(services.spec_for(database))
+        except ProvisionerError as exc:
+            yield database, exc
+    for tenants in by_server.values():
+        try:
+            provisioner = RedisProvisioner(services.admin_url_of(tenants[0]))
+            usages: dict[str, Usage] | ProvisionerError = provisioner.usage_of([services.spec_for(d) for d in tenants])
+        except ProvisionerError as exc:
+            usages = exc
+        for database in tenants:
+            yield database, usages if isinstance(usages, ProvisionerError) else usages[database.db_name]

@@ -58,7 +58,11 @@ class App(TeamOwnedModel):
 
     @property
     def router_backend(self) -> str:
-        return f"{self.ROUTER_BACKEND_PREFIX}{self.pk}"
+        return self.router_backend_of(self.pk)
+
+    @classmethod
+    def router_backend_of(cls, app_id: int) -> str:
+        return f"{cls.ROUTER_BACKEND_PREFIX}{app_id}"
 
     @classmethod
     def id_of_router_backend(cls, name: str) -> int | None:
@@ -193,4 +197,8 @@ class Container(TeamOwnedModel):
 
     @property
     def router_server(self) -> str:
-        return f"c{self.pk}"
+        return self.router_server_of(self.pk)
+
+    @staticmethod
+    def router_server_of(container_id: int) -> str:
+        return f"c{container_id}"

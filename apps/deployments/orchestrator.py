@@ -52,7 +52,11 @@ def team_network(team_slug: str) -> str:
 
 
 def app_host(app: App) -> str:
-    return f"{app.name}.{app.team.slug}.{settings.PANDASTACK_APPS_DOMAIN}"
+    return host_of(app.name, app.team.slug)
+
+
+def host_of(app_name: str, team_slug: str) -> str:
+    return f"{app_name}.{team_slug}.{settings.PANDASTACK_APPS_DOMAIN}"
 
 
 def app_url(app: App) -> str:
@@ -107,14 +111,22 @@ def app_lock(app_id: int, *, wait: float = 0.0, deployment_id: int | None = None
 
 # --- the router -------------------------------------------------------------------------------------
 def router_backends() -> list[Backend]:
-    """Every app as a backend, with the containers that should receive traffic as its servers."""
+    """Every app as a backend, with the containers that should receive traffic as its servers.
+    Two queries of plain values (no model instances): every reconciler pass renders all apps."""
     servers: dict[int, list[Server]] = {}
-    for c in Container.objects.filter(in_router=True).exclude(ip=None).select_related("deployment"):
-        servers.setdefault(c.app_id, []).append(_server(c))
+    for _container, app_id, server in _routed_servers():
+        servers.setdefault(app_id, []).append(server)
     return [
-        Backend(name=app.router_backend, hosts=(app_host(app),), servers=tuple(servers.get(app.pk, ())))
-        for app in App.objects.select_related("team").order_by("id")
+        Backend(name=App.router_backend_of(pk), hosts=(host_of(name, slug),), servers=tuple(servers.get(pk, ())))
+        for pk, name, slug in App.objects.order_by("id").values_list("pk", "name", "team__slug")
     ]
+
+
+def _routed_servers() -> Iterator[tuple[int, int, Server]]:
+    """(container id, app id, server) of every container that should receive traffic."""
+    routed = Container.objects.filter(in_router=True).exclude(ip=None)
+    for app_id, pk, ip, port in routed.values_list("app_id", "pk", "ip", "deployment__config__port"):
+        yield pk, app_id, Server(name=Container.router_server_of(pk), address=ip, port=port)
 
 
 def sync_router() -> bool:
@@ -494,9 +506,11 @@ def _retire_containers(app: App, *, keep_deployment: Deployment | None) -> None:
 
 
 # --- convergence of running apps (scale, stop/start, crashed containers) ---------------------------
-def converge_app(app_id: int) -> None:
+def converge_app(app_id: int, *, sync: bool = True) -> None:
     """Make the app's containers match its desired state: `replicas` healthy containers of its live
-    deployment in the router while it should run; none otherwise."""
+    deployment in the router while it should run; none otherwise. `sync=False`: the caller (a
+    reconciler pass) has just given the router every app's backend, so rendering the whole
+    configuration again for this one app is not needed."""
     with app_lock(app_id) as locked:
         if not locked:
             return  # a deploy holds the app; it converges it itself
@@ -539,7 +553,8 @@ def converge_app(app_id: int) -> None:
                 for container in fresh:
                     _remove_container(container)
                 return
-        sync_router()
+        if sync:
+            sync_router()
         r = router()
         for container in Container.objects.filter(deployment=live, in_router=False).exclude(ip=None):
             Container.objects.filter(pk=container.pk).update(in_router=True)
@@ -592,27 +607,73 @@ def reconcile() -> dict[str, int]:
     summary = {"resumed": 0, "orphans": 0, "apps": 0}
     sync_router()
     summary["resumed"] = take_over_stale_deployments()
+    summary.update(_converge_all())
+    _restore_router_servers()
+    return summary
+
+
+def _converge_all() -> dict[str, int]:
+    """The reconciler's pass over every app, at a cost that does not grow with the apps that are
+    fine: one engine listing and four queries find the orphan containers (removed) and the apps
+    whose containers differ from what they should be; only those go through `converge_app` (its
+    lock, its own reads, the engine). Read before any app is converged, so an app that changes
+    during the pass may wait for the next one — as it may when it changes just after a pass."""
     # Listed before the names are read: a deploy on another worker records its container's row before it
     # creates the container, so whatever it started by the time of the listing is known.
-    running = engine().list({f"{LABEL_PREFIX}managed": "true", **settings.PANDASTACK_EXTRA_LABELS})
-    known = set(Container.objects.values_list("name", flat=True))
-    for info in running:
+    listing = engine().list({f"{LABEL_PREFIX}managed": "true", **settings.PANDASTACK_EXTRA_LABELS})
+    rows = list(Container.objects.values_list("app_id", "deployment_id", "replica", "name", "in_router", "ip"))
+    known = {row[3] for row in rows}
+    orphans = 0
+    for info in listing:
         if info.name not in known:
             engine().remove(info.id)
-            summary["orphans"] += 1
-    for app_id in App.objects.exclude(live_deployment=None).values_list("pk", flat=True):
-        converge_app(app_id)
-        summary["apps"] += 1
-    # Servers the router lost (a restart from an older config) come back from the database.
+            orphans += 1
+    running = {info.name for info in listing if info.status == "running"}
+    containers: dict[int, list[tuple]] = {}
+    for row in rows:
+        containers.setdefault(row[0], []).append(row)
+    busy = set(Deployment.objects.filter(status__in=IN_PROGRESS).values_list("app_id", flat=True))
+    apps = App.objects.exclude(live_deployment=None).values_list("pk", "desired_running", "live_deployment", "replicas")
+    looked = converged = 0
+    for app_id, desired_running, live_id, replicas in apps.order_by("pk"):
+        looked += 1
+        if _converged(containers.get(app_id, []), desired_running, app_id in busy, live_id, replicas, running):
+            continue
+        converge_app(app_id, sync=False)  # the pass synced the router before it began
+        converged += 1
+    return {"orphans": orphans, "apps": looked, "converged": converged}
+
+
+def _converged(
+    containers: list[tuple], desired_running: bool, deploying: bool, live_id: int, replicas: int, running: set[str]
+) -> bool:
+    """Whether `converge_app` would leave the app as it is, judged from the pass's reads: the same
+    conditions it checks, in the same order. (A doubt costs only a `converge_app` that does nothing.)"""
+    if not desired_running:
+        return not containers  # it removes every container of a stopped app
+    if deploying:
+        return True  # the deploy in progress converges the app itself
+    wanted = set(range(1, replicas + 1))
+    for _app, deployment_id, replica, name, in_router, ip in containers:
+        if deployment_id != live_id or replica not in wanted or name not in running:
+            return False  # a container to retire, an extra replica, a crashed or vanished one
+        if not in_router and ip is not None:
+            return False  # a healthy container not yet given traffic
+    return {row[2] for row in containers} == wanted
+
+
+def _restore_router_servers() -> None:
+    """Servers the router lost (a restart from an older config) come back from the database. One
+    runtime command reads every backend's servers, however many apps there are."""
     r = router()
-    present: dict[str, set[str]] = {}
-    for container in Container.objects.filter(in_router=True).exclude(ip=None).select_related("app", "deployment"):
-        backend = container.app.router_backend
-        if backend not in present:
-            present[backend] = {state.name for state in r.servers(backend)}
-        if container.router_server not in present[backend]:
-            _restore_server(container)
-    return summary
+    present = r.server_names()
+    lost = [
+        pk
+        for pk, app_id, server in _routed_servers()
+        if server.name not in present.get(App.router_backend_of(app_id), ())
+    ]
+    for container in Container.objects.filter(pk__in=lost).select_related("app", "deployment"):
+        _restore_server(container)
 
 
 def _restore_server(container: Container) -> None:

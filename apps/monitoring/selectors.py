@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Max, Sum
@@ -23,6 +24,17 @@ MAX_FIELDS: tuple[str, ...] = ("memory_bytes_max",)
 def aggregates() -> dict[str, Sum | Max]:
     """Database aggregates adding up buckets: sums, and the maximum of the maxima."""
     return {f: Sum(f) for f in ADDITIVE_FIELDS} | {f: Max(f) for f in MAX_FIELDS}
+
+
+def grouped_aggregates() -> dict[str, Sum | Max]:
+    """aggregates() under names an annotation may take (not a model field's), for
+    `.values(...).annotate(**grouped_aggregates())`; `group_sums(row)` reads a row back."""
+    return {f"total_{name}": aggregate for name, aggregate in aggregates().items()}
+
+
+def group_sums(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of grouped_aggregates() under the fields' own names."""
+    return {name.removeprefix("total_"): value for name, value in row.items() if name.startswith("total_")}
 
 
 def totals_of(row: dict[str, float | int | None]) -> Totals:
@@ -138,16 +150,28 @@ def totals(buckets: Iterable[MetricBucket]) -> Totals:
 def window_totals(app_id: int, *, since: datetime, until: datetime | None = None) -> Totals:
     """One app's totals over the raw buckets that start in [since, until) — what alert rules
     evaluate. One query."""
-    query = MetricBucket.objects.filter(app_id=app_id, resolution=Resolution.RAW, start__gte=since)
+    return window_totals_of([app_id], since=since, until=until)[app_id]
+
+
+def window_totals_of(app_ids: Iterable[int], *, since: datetime, until: datetime | None = None) -> dict[int, Totals]:
+    """window_totals for several apps at once (an app without buckets has zero totals). One query."""
+    wanted = set(app_ids)
+    query = MetricBucket.objects.filter(app_id__in=wanted, resolution=Resolution.RAW, start__gte=since)
     if until is not None:
         query = query.filter(start__lt=until)
-    return totals_of(query.aggregate(**aggregates()))
+    found = {
+        row["app_id"]: totals_of(group_sums(row))
+        for row in query.values("app_id").annotate(**grouped_aggregates()).order_by()
+    }
+    return {app_id: found.get(app_id) or totals_of({}) for app_id in wanted}
 
 
-def health_up(app_id: int) -> float | None:
-    """1.0 when the app's last health checks passed, 0.0 when it is down, None when unknown."""
-    status = AppHealth.objects.filter(app_id=app_id).values_list("status", flat=True).first()
-    return {HealthStatus.UP: 1.0, HealthStatus.DOWN: 0.0}.get(status)
+def health_of(app_ids: Iterable[int]) -> dict[int, float | None]:
+    """Per app: 1.0 when its last health checks passed, 0.0 when it is down, None when unknown.
+    One query."""
+    wanted = set(app_ids)
+    status = dict(AppHealth.objects.filter(app_id__in=wanted).values_list("app_id", "status"))
+    return {app_id: {HealthStatus.UP: 1.0, HealthStatus.DOWN: 0.0}.get(status.get(app_id)) for app_id in wanted}
 
 
 # --- time series ------------------------------------------------------------------------------------

@@ -6,12 +6,19 @@ import itertools
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import Case, DateTimeField, F, Max, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from apps.monitoring.models import MetricBucket, Resolution
-from apps.monitoring.selectors import ADDITIVE_FIELDS, aggregates, bucket_start, retention
+from apps.monitoring.selectors import (
+    ADDITIVE_FIELDS,
+    aggregates,
+    bucket_start,
+    group_sums,
+    grouped_aggregates,
+    retention,
+)
 
 _FIELDS = frozenset(ADDITIVE_FIELDS) | {"memory_bytes_max"}
 
@@ -67,7 +74,11 @@ def rollup(*, now: datetime | None = None) -> dict[int, int]:
 def _rollup_range(finer: int, coarser: int, since: datetime, until: datetime) -> int:
     """(Re)write the `coarser` buckets in [since, until) as the sums of their `finer` buckets. Only
     periods from the newest coarse bucket on are looked at: earlier ones were written once their
-    period had ended (every app in the same pass), so their source cannot have changed since."""
+    period had ended (every app in the same pass), so their source cannot have changed since.
+
+    Three queries whatever the number of apps and periods: the newest coarse bucket, the sums of
+    the finer buckets grouped by app and period (the period computed in the database), and one
+    upsert of every coarse bucket."""
     newest = MetricBucket.objects.filter(resolution=coarser, start__gte=since, start__lt=until).aggregate(
         newest=Max("start")
     )["newest"]
@@ -75,17 +86,33 @@ def _rollup_range(finer: int, coarser: int, since: datetime, until: datetime) ->
         since = newest
     if since >= until:
         return 0
-    source = MetricBucket.objects.filter(resolution=finer, start__gte=since, start__lt=until)
-    periods: dict[tuple[int, datetime], int] = {}
-    for row in source.values("app_id", "team_id", "start"):
-        periods[(row["app_id"], bucket_start(row["start"], coarser))] = row["team_id"]
-    for (app_id, start), team_id in periods.items():
-        end = start + timedelta(seconds=coarser)
-        sums = source.filter(app_id=app_id, start__gte=start, start__lt=end).aggregate(**aggregates())
-        MetricBucket.objects.update_or_create(
-            app_id=app_id,
+    # Both ends are on period boundaries, so each finer bucket falls in exactly one of these.
+    periods = [since + timedelta(seconds=coarser * i) for i in range(int((until - since).total_seconds()) // coarser)]
+    period = Case(
+        *(When(start__lt=start + timedelta(seconds=coarser), then=Value(start)) for start in periods),
+        output_field=DateTimeField(),
+    )
+    rows = (
+        MetricBucket.objects.filter(resolution=finer, start__gte=since, start__lt=until)
+        .annotate(period=period)
+        .values("app_id", "team_id", "period")
+        .annotate(**grouped_aggregates())
+        .order_by()
+    )
+    buckets = [
+        MetricBucket(
+            app_id=row["app_id"],
+            team_id=row["team_id"],
             resolution=coarser,
-            start=start,
-            defaults={"team_id": team_id, **{k: v or 0 for k, v in sums.items()}},
+            start=row["period"],
+            **{name: value or 0 for name, value in group_sums(row).items()},
         )
-    return len(periods)
+        for row in rows
+    ]
+    MetricBucket.objects.bulk_create(
+        buckets,
+        update_conflicts=True,
+        unique_fields=["app", "resolution", "start"],
+        update_fields=["team", *aggregates()],
+    )
+    return len(buckets)

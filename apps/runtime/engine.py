@@ -186,9 +186,9 @@ class ContainerInfo:
     ip: str | None  # on the network the container was created on (else its first network)
     labels: Mapping[str, str]
     exit_code: int | None  # only once the container has exited (or died)
-    started_at: datetime | None
+    started_at: datetime | None  # None also in a listing (Engine.list): inspect for it
     networks: Mapping[str, str] = field(default_factory=dict)  # network name -> IP, every network joined
-    health: Health | None = None  # None when the container has no health check
+    health: Health | None = None  # None when the container has no health check (or in a listing)
 
 
 @dataclass(frozen=True)
@@ -693,13 +693,15 @@ class DockerEngine:
 
     def list(self, labels: Mapping[str, str | None]) -> list[ContainerInfo]:
         """Containers in every state carrying all of ``labels`` (a None value: the label is present
-        with any value). An empty mapping lists every container of the engine."""
+        with any value). An empty mapping lists every container of the engine.
+
+        One engine call for all of them (the reconciler lists thousands on every pass), so each is
+        as the engine's listing shows it: without ``started_at`` and ``health``, which ``inspect``
+        gives."""
         filters = [key if value is None else f"{key}={value}" for key, value in labels.items()]
         with self._errors("listing containers"):
-            containers = self.client.containers.list(
-                all=True, filters={"label": filters} if filters else None, ignore_removed=True
-            )
-        return [_info(container.attrs) for container in containers]
+            rows = self.client.api.containers(all=True, filters={"label": filters} if filters else None)
+        return [_listed_info(row) for row in rows]
 
     def stop(self, name_or_id: str, timeout: int = 10) -> None:
         """The container is not running afterwards (SIGTERM, then SIGKILL after ``timeout`` seconds).
@@ -886,9 +888,9 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
 
 
-def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
-    state = attrs.get("State") or {}
-    config = attrs.get("Config") or {}
+def _addresses(attrs: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """The container's IP on its primary network, and its IP on every network it joined (the
+    inspect and the listing answers carry both in the same shape)."""
     networks_raw = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
     networks = {name: net.get("IPAddress") or "" for name, net in networks_raw.items()}
     # The network the container was created on is its primary one; others were connected later.
@@ -896,18 +898,47 @@ def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
     primary = (attrs.get("HostConfig") or {}).get("NetworkMode") or ""
     primary_name = next((name for name, net in networks_raw.items() if primary in (name, net.get("NetworkID"))), None)
     ip = networks[primary_name] if primary_name else next(iter(networks.values()), None)
+    return ip or None, networks
+
+
+def _info(attrs: Mapping[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    ip, networks = _addresses(attrs)
     status = state.get("Status") or "unknown"
     return ContainerInfo(
         id=attrs["Id"],
         name=(attrs.get("Name") or "").lstrip("/"),
         image=config.get("Image") or attrs.get("Image") or "",
         status=status,
-        ip=ip or None,
+        ip=ip,
         labels=dict(config.get("Labels") or {}),
         exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
         started_at=_parse_time(state.get("StartedAt")),
         networks=networks,
         health=_health(state.get("Health")),
+    )
+
+
+_EXITED_RE = re.compile(r"^Exited \((-?\d+)\)")
+
+
+def _listed_info(row: Mapping[str, Any]) -> ContainerInfo:
+    """A container as the engine's listing shows it: its state is a word ("exited") and its exit
+    code is in the status text ("Exited (137) 5 seconds ago"); no start time nor health details."""
+    status = row.get("State") or "unknown"
+    exited = _EXITED_RE.match(row.get("Status") or "")
+    ip, networks = _addresses(row)
+    return ContainerInfo(
+        id=row["Id"],
+        name=((row.get("Names") or [""])[0]).lstrip("/"),
+        image=row.get("Image") or "",
+        status=status,
+        ip=ip,
+        labels=dict(row.get("Labels") or {}),
+        exit_code=int(exited.group(1)) if exited and status in ("exited", "dead") else None,
+        started_at=None,
+        networks=networks,
     )
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import functools
 import ipaddress
 import itertools
 import json
@@ -124,6 +125,7 @@ class Router(Protocol):
     def remove_server(self, backend: str, server: str, *, drain_timeout: float = 10.0) -> None: ...
     def set_weight(self, backend: str, server: str, weight: int) -> None: ...
     def servers(self, backend: str) -> list[ServerState]: ...
+    def server_names(self) -> dict[str, set[str]]: ...
     def backend_counters(self) -> dict[str, BackendCounters]: ...
     def stop(self) -> None: ...
 
@@ -368,6 +370,14 @@ def _admin_state(bits: int) -> str:
     return "ready"
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _model_entry(backend: Backend) -> str:
+    """A backend as a line of the model file. Remembered: a run-time server change rewrites the
+    whole model (10,000 backends at scale) and changes one of them."""
+    servers = [{"name": s.name, "address": s.address, "port": s.port, "weight": s.weight} for s in backend.servers]
+    return json.dumps({"name": backend.name, "hosts": list(backend.hosts), "servers": servers}, sort_keys=True)
+
+
 # --- HAProxy ----------------------------------------------------------------------------------------
 class HAProxyRouter:
     """HAProxy in master-worker mode, owned by the platform (see the module docstring).
@@ -405,6 +415,7 @@ class HAProxyRouter:
         self.log_path = self.state_dir / "haproxy.log"
         self.server_state_path = self.state_dir / "server-state"
         self.lock_path = self.state_dir / "router.lock"
+        self._model_cache: tuple[tuple[int, int, int], tuple[Backend, ...]] | None = None
         # Optional: where the access log goes (UDP on 127.0.0.1); None sends none.
         self.access_log_port = access_log_port
         if len(str(self.master_sock)) > _MAX_SOCKET_PATH:
@@ -602,6 +613,15 @@ class HAProxyRouter:
             for name, row in rows.items()
         ]
 
+    def server_names(self) -> dict[str, set[str]]:
+        """The names of every backend's servers as the running worker has them, in one runtime
+        command whatever the number of backends (a backend without servers is absent)."""
+        reply = self._command("show servers state", ok=_says("# be_id"), read=True)
+        names: dict[str, set[str]] = {}
+        for row in _parse_server_states(reply):
+            names.setdefault(row["be_name"], set()).add(row["srv_name"])
+        return names
+
     def backend_counters(self) -> dict[str, BackendCounters]:
         """Each app backend's counters since the current worker started (a reload starts them
         again from zero, as Prometheus counters may)."""
@@ -733,10 +753,19 @@ class HAProxyRouter:
 
     # --- model on disk ------------------------------------------------------------------------------
     def _load_model(self) -> list[Backend]:
-        text = _read(self.model_path)
-        if text is None:
+        """The backends the model on disk holds. Parsed once per version of the file (another
+        process may have written it since; a write replaces the file, so its identity says)."""
+        try:
+            with self.model_path.open(encoding="utf-8") as fh:
+                stat = os.fstat(fh.fileno())
+                version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+                cached = self._model_cache
+                if cached is not None and cached[0] == version:
+                    return list(cached[1])
+                text = fh.read()
+        except FileNotFoundError:
             return []
-        return [
+        model = [
             Backend(
                 name=b["name"],
                 hosts=tuple(b["hosts"]),
@@ -744,24 +773,18 @@ class HAProxyRouter:
             )
             for b in json.loads(text)["backends"]
         ]
+        self._model_cache = (version, tuple(model))
+        return model
 
-    def _write_files(self, backends: Sequence[Backend]) -> None:
-        """Write model, map and configuration, in that order (the configuration refers to the map)."""
+    def _write_files(self, backends: Sequence[Backend], *, hosts_changed: bool = True) -> None:
+        """Write model, map and configuration, in that order (the configuration refers to the map).
+        `hosts_changed=False`: only servers changed, the map on disk stays as it is."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        model = {
-            "backends": [
-                {
-                    "name": b.name,
-                    "hosts": list(b.hosts),
-                    "servers": [
-                        {"name": s.name, "address": s.address, "port": s.port, "weight": s.weight} for s in b.servers
-                    ],
-                }
-                for b in backends
-            ]
-        }
-        _write_atomic(self.model_path, json.dumps(model, indent=1, sort_keys=True) + "\n")
-        _write_atomic(self.map_path, self._render_map(backends))
+        _write_atomic(self.model_path, '{"backends": [\n' + ",\n".join(map(_model_entry, backends)) + "\n]}\n")
+        stat = self.model_path.stat()  # under the lock: nobody else writes it meanwhile
+        self._model_cache = ((stat.st_ino, stat.st_mtime_ns, stat.st_size), tuple(backends))
+        if hosts_changed:
+            _write_atomic(self.map_path, self._render_map(backends))
         _write_atomic(self.config_path, self._render_config(backends, map_path=self.map_path))
 
     def _update_model(self, backend: str, change: Callable[[dict[str, Server]], dict[str, Server]]) -> None:
@@ -777,7 +800,7 @@ class HAProxyRouter:
             for b in model
         ]
         if updated != model:
-            self._write_files(updated)
+            self._write_files(updated, hosts_changed=False)
 
     # --- talking to HAProxy -------------------------------------------------------------------------
     def _command(self, command: str, *, ok: Callable[[str], bool] = _empty, read: bool = False) -> str:

@@ -1,6 +1,9 @@
 """Reads of variables. Values are decrypted only here and in the reveal service, and only for the
 caller that needs them (a container's environment, a reveal, a plain value in a list)."""
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from django.db.models import Q, QuerySet
 
 from apps.secrets import crypto
@@ -33,11 +36,19 @@ def version_ids_for_app(app: object) -> dict[str, int]:
     return {v.name: v.current_id for v in variables_for_app(app)}
 
 
-def environment_from_versions(version_ids: dict[str, int]) -> dict[str, str]:
-    """Decrypt the recorded versions into a container's environment (in the worker only)."""
-    versions = VariableVersion.objects.filter(pk__in=version_ids.values(), deleted=False)
-    by_pk = {v.pk: v for v in versions}
+def environment_from_versions(
+    version_ids: dict[str, int], *, versions: Mapping[int, VariableVersion] | None = None
+) -> dict[str, str]:
+    """Decrypt the recorded versions into a container's environment (in the worker only).
+    `versions`: those already read with versions_of (starting many containers at once)."""
+    by_pk = versions_of([version_ids]) if versions is None else versions
     return {name: crypto.decrypt(by_pk[pk].value_encrypted) for name, pk in sorted(version_ids.items()) if pk in by_pk}
+
+
+def versions_of(recorded: Iterable[dict[str, int]]) -> dict[int, VariableVersion]:
+    """The versions (not deleted) that recorded environments name, by id, in one query."""
+    ids = {pk for version_ids in recorded for pk in version_ids.values()}
+    return {v.pk: v for v in VariableVersion.objects.filter(pk__in=ids, deleted=False)} if ids else {}
 
 
 def plain_value(variable: Variable) -> str | None:
@@ -50,18 +61,37 @@ def plain_value(variable: Variable) -> str | None:
 def secret_values_for_app(app: object) -> list[str]:
     """Every secret value the app's containers (and its cron runs) may hold: each secret version,
     old ones included, of the variables at the levels the app sees. For masking logs only."""
+    return secret_values_for_apps([app])[app.pk]
+
+
+def secret_values_for_apps(apps: Iterable[Any]) -> dict[int, list[str]]:
+    """secret_values_for_app for several apps (by id), in one query."""
+    apps = list(apps)
+    teams, projects, ids = ({getattr(a, f) for a in apps} for f in ("team_id", "project_id", "pk"))
     versions = VariableVersion.objects.filter(secret=True, deleted=False).filter(
-        Q(variable__level=Level.TEAM, variable__team=app.team_id)
-        | Q(variable__level=Level.PROJECT, variable__project=app.project_id)
-        | Q(variable__level=Level.APP, variable__app=app.pk)
+        Q(variable__level=Level.TEAM, variable__team__in=teams)
+        | Q(variable__level=Level.PROJECT, variable__project__in=projects)
+        | Q(variable__level=Level.APP, variable__app__in=ids)
     )
-    values = []
-    for token in versions.exclude(value_encrypted="").values_list("value_encrypted", flat=True).iterator():
+    by_owner: dict[tuple[str, int], list[str]] = {}
+    rows = versions.exclude(value_encrypted="").values_list(
+        "variable__level", "variable__team_id", "variable__project_id", "variable__app_id", "value_encrypted"
+    )
+    for level, team_id, project_id, app_id, token in rows.iterator():
         try:
-            values.append(crypto.decrypt(token))
+            value = crypto.decrypt(token)
         except crypto.DecryptionFailed:
             continue  # no container can have received it either
-    return values
+        owner = {Level.TEAM: team_id, Level.PROJECT: project_id, Level.APP: app_id}[level]
+        by_owner.setdefault((level, owner), []).append(value)
+    return {
+        app.pk: [
+            value
+            for level, owner in ((Level.TEAM, app.team_id), (Level.PROJECT, app.project_id), (Level.APP, app.pk))
+            for value in by_owner.get((level, owner), [])
+        ]
+        for app in apps
+    }
 
 
 def log_masker_for_app(app: object) -> SecretMasker:
@@ -69,6 +99,9 @@ def log_masker_for_app(app: object) -> SecretMasker:
     return SecretMasker(secret_values_for_app(app))
 
 
-def log_masker_for_cron_job(job: object) -> SecretMasker:
-    """A cron run gets its app's environment (a job with an image of its own gets no variables)."""
-    return log_masker_for_app(job.app) if job.app_id else NO_SECRETS
+def log_masker_for_cron_job(job: object, *, secrets: Mapping[int, list[str]] | None = None) -> SecretMasker:
+    """A cron run gets its app's environment (a job with an image of its own gets no variables).
+    `secrets`: the apps' secret values already read with secret_values_for_apps."""
+    if not job.app_id:
+        return NO_SECRETS
+    return SecretMasker(secrets[job.app_id]) if secrets is not None else log_masker_for_app(job.app)

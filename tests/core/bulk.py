@@ -23,7 +23,7 @@ from apps.alerts.models import (
 from apps.audit.models import AuditEvent
 from apps.cron.models import CronJob, CronRun, RunStatus, Trigger
 from apps.databases.models import Backup, BackupStatus, BackupTrigger, Database, DatabaseAttachment, DatabaseStatus
-from apps.deployments.models import App, Deployment, DeploymentEvent, DeploymentStatus
+from apps.deployments.models import App, Container, Deployment, DeploymentEvent, DeploymentStatus
 from apps.events.models import PlatformEvent, Severity
 from apps.registries.models import RegistryCredential
 from apps.secrets import crypto
@@ -181,6 +181,27 @@ def apps(world: TeamWorld, start: int, count: int) -> None:
     for app, deployment in zip(created, live, strict=True):
         app.live_deployment = deployment
     App.objects.bulk_update(created, ["live_deployment"])
+
+
+def running_apps(world: TeamWorld, start: int, count: int) -> list[App]:
+    """`count` apps as `apps` makes them, each with its live deployment's container running and in
+    the router: what the reconciler finds converged. Returns the apps."""
+    apps(world, start, count)
+    made = list(App.objects.filter(team=world.team, name__in=[f"a{i}" for i in range(start, start + count)]))
+    Deployment.objects.filter(app__in=made, number=1).update(config={"port": 8080})
+    Container.objects.bulk_create(
+        Container(
+            team=world.team,
+            app=app,
+            deployment_id=app.live_deployment_id,
+            replica=1,
+            name=f"ps-{world.team.slug}-{app.name}-{app.pk}-1-r1",
+            ip=f"10.9.{app.pk // 250 % 250}.{app.pk % 250 + 1}",
+            in_router=True,
+        )
+        for app in made
+    )
+    return made
 
 
 def deployments(world: TeamWorld, start: int, count: int) -> None:
@@ -582,4 +603,13 @@ LISTS: dict[str, tuple[str, Callable[[TeamWorld, int, int], Any], str]] = {
         )
         for level, prefix in VARIABLE_PREFIXES.items()
     },
+}
+
+# detail endpoint -> (path, grow(world, start, count) adding `count` of the nested rows it shows or
+# summarises): a detail page costs the same however many deployments, events, runs or attachments.
+DETAILS: dict[str, tuple[str, Callable[[TeamWorld, int, int], Any]]] = {
+    "app detail with its deployments": (f"/api/v1/teams/alpha/apps/{APP}/", deployments),
+    "deployment detail with its events": (f"/api/v1/teams/alpha/apps/{APP}/deployments/1/", deployment_events),
+    "cron job detail with its runs": (f"/api/v1/teams/alpha/cron-jobs/{CRON_JOB}/", cron_runs),
+    "database detail with its attachments": (f"/api/v1/teams/alpha/databases/{DATABASE}/", database_attachments),
 }

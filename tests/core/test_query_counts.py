@@ -1,5 +1,5 @@
-"""List endpoints keep a flat query count as objects grow: 5 rows and 200 rows cost the same number
-of queries (no N+1), and never more than a small ceiling. Run with -s to see the counts."""
+"""List and detail endpoints keep a flat query count as objects grow: 5 rows and 200 rows cost the
+same number of queries (no N+1), and never more than a small ceiling. Run with -s to see the counts."""
 
 from typing import Any
 
@@ -7,7 +7,7 @@ import pytest
 
 from apps.secrets.models import Level
 from tests.conftest import TeamWorld, make_token, session_client, token_client
-from tests.core.bulk import LISTS, VARIABLE_PREFIXES, variables_at
+from tests.core.bulk import DETAILS, LISTS, VARIABLE_PREFIXES, variables_at
 
 CEILING = 12
 SMALL, LARGE = 5, 200
@@ -67,3 +67,20 @@ def test_effective_app_variables_query_count_does_not_grow_with_rows(
 
     print(f"\neffective app variables: {len(small)} queries for {small_rows} rows, {len(large)} for {large_rows} rows")
     assert (small_rows, large_rows) == (SMALL, LARGE)  # the same names at every level merge into one each
+
+
+@pytest.mark.parametrize("endpoint", DETAILS)
+def test_detail_query_count_does_not_grow_with_nested_rows(
+    team_a: TeamWorld, endpoint: str, django_assert_max_num_queries: Any, django_assert_num_queries: Any
+) -> None:
+    path, grow = DETAILS[endpoint]
+    client = token_client(make_token(team_a.team, team_a.user("owner"))[1])
+    grow(team_a, 0, SMALL)
+    assert client.get(path).status_code == 200  # warm up: a token's first use records last_used_at
+
+    with django_assert_max_num_queries(CEILING) as small:
+        assert client.get(path).status_code == 200
+    grow(team_a, SMALL, LARGE - SMALL)
+    with django_assert_num_queries(len(small)) as large:
+        assert client.get(path).status_code == 200
+    print(f"\n{endpoint}: {len(small)} queries with {SMALL} nested rows, {len(large)} with {LARGE}")

@@ -115,7 +115,8 @@ def make_jobs(world: TeamWorld, image: str, slots: list[datetime], command: list
 
 def container_started_at(engine: DockerEngine, run_id: int) -> datetime | None:
     found = engine.list({RUN_LABEL: str(run_id)})
-    return found[0].started_at if found and found[0].started_at else None
+    info = engine.inspect(found[0].id) if found else None  # a listing carries no start time
+    return info.started_at if info and info.started_at else None
 
 
 def measure_starts(engine: DockerEngine, jobs: list[CronJob], *, timeout: float = 20.0) -> dict[str, list[float]]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.deployments.models import App
 from apps.monitoring.collectors import TrafficCounts, parse_access_line
@@ -141,6 +142,33 @@ def test_downsampling_keeps_totals_and_retention_bounds_storage(app: App, settin
     )
     rollup(now=T0 + timedelta(days=12))
     assert not MetricBucket.objects.filter(app=app).exists()
+
+
+@pytest.mark.django_db
+def test_a_rollup_pass_costs_the_same_queries_for_3_apps_and_30(team_a, django_assert_num_queries) -> None:
+    """Set-based: the sums of every app's period in one query per tier, written in one more."""
+    from tests.core.bulk import apps as make_apps
+
+    def period_of_traffic(apps: list[App], period: datetime) -> None:
+        for app in apps:
+            for second in range(0, 300, 10):
+                record(app_id=app.pk, team_id=app.team_id, at=period + timedelta(seconds=second), requests=app.pk)
+
+    first, second = T0, T0 + timedelta(minutes=5)
+    make_apps(team_a, 0, 30)
+    many = list(App.objects.filter(team=team_a.team, name__regex=r"^a\d+$"))
+    period_of_traffic(many[:3], first)
+    with CaptureQueriesContext(connection) as captured:
+        assert rollup(now=second + timedelta(seconds=30))[Resolution.FIVE_MINUTES] == 3
+    period_of_traffic(many, second)
+    with django_assert_num_queries(len(captured.captured_queries)):
+        # The newest period is written again (its source may have grown), then the new one.
+        assert rollup(now=second + timedelta(minutes=5, seconds=30))[Resolution.FIVE_MINUTES] == 3 + 30
+    sums = dict(
+        MetricBucket.objects.filter(resolution=Resolution.FIVE_MINUTES, start=second).values_list("app_id", "requests")
+    )
+    assert sums == {app.pk: 30 * app.pk for app in many}
+    print(f"\nrollup pass: {len(captured.captured_queries)} queries for 3 apps and for 30")
 
 
 @pytest.mark.django_db

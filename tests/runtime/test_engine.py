@@ -299,6 +299,13 @@ def test_list_filters_by_labels_in_every_state(docker_engine, engine_run, web_im
     [stopped] = docker_engine.list({**engine_run.labels, "io.pandastack.replica": "beta"})
     assert isinstance(stopped, ContainerInfo)
     assert stopped.status == "exited"
+    # One engine call lists them all, with what inspect says of name, state, exit code and addresses.
+    inspected = docker_engine.inspect(beta.id)
+    assert (stopped.name, stopped.exit_code) == (inspected.name, inspected.exit_code) and stopped.exit_code is not None
+    [running] = docker_engine.list({**engine_run.labels, "io.pandastack.replica": "alpha"})
+    assert (running.name, running.status, running.ip) == (alpha.name, "running", alpha.ip)
+    assert running.networks == {network: alpha.ip}
+    assert running.labels == docker_engine.inspect(alpha.id).labels
     assert ids({**engine_run.labels, "io.pandastack.replica": "gamma"}) == set()
 
 

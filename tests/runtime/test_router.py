@@ -202,6 +202,23 @@ def test_routes_by_host_and_skips_unchanged_config(router: HAProxyRouter, upstre
     ]
 
 
+def test_server_names_lists_every_backends_servers_in_one_command(
+    router: HAProxyRouter, upstream: Callable[..., Upstream]
+) -> None:
+    s1, s2 = upstream("s1"), upstream("s2")
+    router.apply_config(
+        [
+            backend(s1.server()),
+            Backend(name="app_2", hosts=("api.alpha.localhost",)),
+            Backend(name="app_3", hosts=("etl.alpha.localhost",)),
+        ]
+    )
+    router.add_server("app_2", s2.server())
+    router.add_server("app_3", Server(name="s3", address="127.0.0.1", port=s2.port))
+    router.remove_server("app_3", "s3", drain_timeout=0)
+    assert router.server_names() == {"app_1": {"s1"}, "app_2": {"s2"}}  # app_3 has none left
+
+
 def test_add_server_balances_and_is_idempotent(router: HAProxyRouter, upstream: Callable[..., Upstream]) -> None:
     s1, s2, s3 = upstream("s1"), upstream("s2"), upstream("s3")
     router.apply_config([backend(s1.server())])

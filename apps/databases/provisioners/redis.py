@@ -24,7 +24,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote, urlsplit
 
@@ -38,7 +39,8 @@ ALLOWED_CATEGORIES = (
 )  # fmt: skip
 DENIED = ("-@dangerous", "-@admin", "-@scripting", "-scan", "-keys", "-randomkey", "-dbsize", "-pubsub", "-select",
           "-swapdb", "-move", "-migrate", "-client|tracking")  # fmt: skip
-SIZE_SAMPLE_KEYS = 10_000  # beyond this many keys, the size is estimated from a sample
+SIZE_SAMPLE_KEYS = 10_000  # per tenant: beyond this many keys, the size is estimated from a sample
+SCAN_COUNT = 1000  # keys per SCAN page (one round trip, and one for the page's MEMORY USAGE)
 
 
 class RedisProvisioner:
@@ -87,9 +89,7 @@ class RedisProvisioner:
                         f"is that user (disable it: `ACL SETUSER {words[1]} off`, or give it a password)"
                     )
             if not int(client.info("memory").get("maxmemory", 0) or 0):
-                problems.append(
-                    "it has no maxmemory, so one tenant could fill the host's memory (set `maxmemory`)"
-                )
+                problems.append("it has no maxmemory, so one tenant could fill the host's memory (set `maxmemory`)")
         return problems
 
     def rules(self, spec: DatabaseSpec) -> list[str]:
@@ -123,19 +123,44 @@ class RedisProvisioner:
                 client.unlink(*batch)
 
     def usage(self, spec: DatabaseSpec) -> Usage:
+        return self.usage_of([spec])[spec.db_name]
+
+    def usage_of(self, specs: Sequence[DatabaseSpec]) -> dict[str, Usage]:
+        """Size and connections of tenants of this server (by database name), in one pass over its
+        keys however many tenants and keys there are: SCAN pages of SCAN_COUNT keys (only the
+        tenant's keys when there is one), the memory of each page's keys asked in one pipeline (at
+        most SIZE_SAMPLE_KEYS keys per tenant; beyond, the size is estimated from them), and one
+        CLIENT LIST. Round trips grow with the server's keys / SCAN_COUNT, nothing else."""
+        tenants = {f"{spec.db_name}:".encode(): spec.db_name for spec in specs}
+        keys = dict.fromkeys(tenants.values(), 0)
+        sampled = dict.fromkeys(tenants.values(), 0)
+        size = dict.fromkeys(tenants.values(), 0)
+        only = f"{specs[0].db_name}:*" if len(specs) == 1 else None
         with self._admin() as client:
-            keys = 0
-            sampled = 0
-            size = 0
-            for key in client.scan_iter(match=f"{spec.db_name}:*", count=1000):
-                keys += 1
-                if sampled < SIZE_SAMPLE_KEYS:
-                    size += int(client.memory_usage(key) or 0)
-                    sampled += 1
-            estimate = size if keys == sampled else int(size * keys / max(1, sampled))
-            clients = client.client_list()
-            connections = sum(1 for c in clients if c.get("user") == spec.username)
-        return Usage(size_bytes=estimate, connections=connections)
+            cursor = None
+            while cursor != 0:
+                cursor, page = client.scan(cursor or 0, match=only, count=SCAN_COUNT)
+                pipe = client.pipeline(transaction=False)
+                asked = []
+                for key in page:
+                    name = tenants.get(key.partition(b":")[0] + b":")
+                    if name is None:
+                        continue  # another tenant's, or the server's own
+                    keys[name] += 1
+                    if sampled[name] < SIZE_SAMPLE_KEYS:
+                        pipe.memory_usage(key)
+                        asked.append(name)
+                        sampled[name] += 1
+                for name, used in zip(asked, pipe.execute() if asked else [], strict=True):
+                    size[name] += int(used or 0)  # None: the key went away since the page was read
+            users = Counter(c.get("user") for c in client.client_list())
+        return {
+            spec.db_name: Usage(
+                size_bytes=size[spec.db_name] * keys[spec.db_name] // max(1, sampled[spec.db_name]),
+                connections=users[spec.username],
+            )
+            for spec in specs
+        }
 
     def url(self, spec: DatabaseSpec) -> str:
         host = f"[{spec.host}]" if ":" in spec.host else spec.host
