@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 
+from apps.core import leases
 from apps.deployments import orchestrator
 from apps.deployments.models import App, Container, Deployment, DeploymentStatus
 from tests.conftest import TeamWorld, make_team
@@ -155,14 +157,38 @@ def test_the_reconciler_restores_a_lost_server_only_while_it_is_still_routed(tra
     assert routed(app) == {kept.router_server}
 
 
-def test_two_reconcile_passes_at_once_take_a_stale_deployment_over_once(transactional_db):
-    """Two beats (or a pass that outlasts the interval) run reconcile passes at once: both read the
-    same deployment as stale; one takes it over (one "Resumed" event, one task), the other leaves it."""
+def test_two_takeover_passes_at_once_take_a_stale_deployment_over_once(transactional_db):
+    """Two sweeps (the takeover beat and a reconcile pass, or two beats) run at once: both read the
+    same deployment as stale; one takes it over (one event, one task), the other leaves it. The second
+    pass here runs while the first is queueing its task, after both read the deployment as stale."""
     world = make_team("alpha")
     app = App.objects.create(team=world.team, project=world.project, name="web")
     stale = Deployment.objects.create(
         team=world.team, app=app, number=1, image="web:1", config={"port": 8080}, status=DeploymentStatus.STARTING
     )
-    first_read, second_read = Deployment.objects.get(pk=stale.pk), Deployment.objects.get(pk=stale.pk)
-    assert orchestrator._claim_stale(first_read) is True
-    assert orchestrator._claim_stale(second_read) is False
+    Deployment.objects.filter(pk=stale.pk).update(started_at=timezone.now(), updated_at=leases.long_ago())
+    queued: list[int] = []
+    nested: list[int] = []
+    stale_reads = Deployment.objects.filter(pk=stale.pk).only("pk", "started_at")
+    real_filter = Deployment.objects.filter
+
+    def enqueue(task, deployment_id, **_):  # stands in for apps.core.broker.enqueue
+        queued.append(deployment_id)
+        if not nested:  # the other pass, which read the same stale row before this one claimed it
+            nested.append(_second_pass(stale_reads, real_filter))
+
+    with mock.patch.object(orchestrator, "enqueue", side_effect=enqueue):
+        first = orchestrator.take_over_stale_deployments()
+    assert (first, nested, queued) == (1, [0], [stale.pk])
+    assert stale.events.filter(message__startswith="Taken over").count() == 1
+
+
+def _second_pass(stale_reads, real_filter) -> int:
+    """A takeover pass whose read of the stale deployments happened before the first pass's claim."""
+    calls = iter([stale_reads])
+
+    def filter_(*args, **kwargs):
+        return next(calls, None) or real_filter(*args, **kwargs)
+
+    with mock.patch.object(Deployment.objects, "filter", side_effect=filter_):
+        return orchestrator.take_over_stale_deployments()
