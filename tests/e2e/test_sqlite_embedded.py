@@ -24,6 +24,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -185,9 +186,13 @@ class Drill:
             proc.stop()
 
 
-@pytest.fixture
-def drill(tmp_path, docker_engine) -> Iterator[Drill]:
+@contextmanager
+def drill_running(tmp_path: Path, docker_engine, *, unset: tuple[str, ...] = ()) -> Iterator[Drill]:
+    """A Drill (without the settings named in `unset`, which then take their defaults) that stops its
+    processes and its router and proves it left no container behind."""
     drill = Drill(tmp_path)
+    for name in unset:
+        drill.env.pop(name)
     try:
         yield drill
     finally:
@@ -197,6 +202,12 @@ def drill(tmp_path, docker_engine) -> Iterator[Drill]:
         finally:
             leftovers = remove_test_run(docker_engine.client, drill.run_id)
             assert not leftovers, leftovers
+
+
+@pytest.fixture
+def drill(tmp_path, docker_engine) -> Iterator[Drill]:
+    with drill_running(tmp_path, docker_engine) as running:
+        yield running
 
 
 class Recorder:

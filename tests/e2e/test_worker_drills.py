@@ -51,13 +51,12 @@ from apps.databases.backups import backup_capture, backup_storage
 from apps.databases.models import Backup, BackupStatus, Database, DatabaseStatus
 from apps.deployments import orchestrator
 from apps.deployments.models import Container, Deployment, DeploymentEvent
-from apps.runtime.router import HAProxyRouter
 from apps.teams.models import Plan
 from tests.conftest import TeamWorld, make_team
 from tests.e2e.test_cron_e2e import YEARLY, SchedulerProcess
 from tests.e2e.test_deploy import create_app, deploy, host, owner_client
-from tests.e2e.test_sqlite_embedded import Drill
-from tests.support import TEST_RUN_LABEL, remove_test_run
+from tests.e2e.test_sqlite_embedded import Drill, drill_running
+from tests.support import TEST_RUN_LABEL
 from tests.support.database_fixtures import ctx_of, provisioned_database
 from tests.support.platform_fixtures import WorkerProcess, wait_deployment, wait_for
 
@@ -541,6 +540,12 @@ def run_containers(platform, run: CronRun) -> list:
     return orchestrator.engine().list({TEST_RUN_LABEL: platform.run_id, "io.pandastack.cron-run": str(run.pk)})
 
 
+def run_container_started(platform, run: CronRun) -> bool:
+    """Whether the run's container has started (an engine listing carries no start time: inspect it)."""
+    infos = (orchestrator.engine().inspect(listed.id) for listed in run_containers(platform, run))
+    return any(info and info.started_at for info in infos)
+
+
 def wait_run(job: CronJob, predicate: Callable[[CronRun], bool], what: str, timeout: float = 30) -> CronRun:
     return wait_for(
         lambda: next((r for r in CronRun.objects.filter(job=job) if predicate(r)), None), timeout=timeout, what=what
@@ -553,7 +558,7 @@ def test_scheduler_stopped_mid_cron_run_the_next_one_reaps_it_with_its_exit_code
 ):
     scheduler = schedulers()
     job = cron_job(cron_team, web_image, ["sh", "-c", "sleep 3; echo finished; exit 7"], at=timezone.now())
-    run = wait_run(job, lambda r: any(c.started_at for c in run_containers(platform, r)), "its container to run")
+    run = wait_run(job, lambda r: run_container_started(platform, r), "its container to run")
     sent = time.monotonic()
     os.killpg(scheduler.process.pid, sig)
     scheduler.process.wait(10)
@@ -658,17 +663,8 @@ def test_a_slow_cron_start_is_not_mistaken_for_a_dead_scheduler(cron_team, sched
 def embedded(tmp_path, docker_engine) -> Iterator[Drill]:
     """The processes of `scripts/run` on a fresh SQLite file and the folder broker, with the default
     heartbeat, staleness, takeover and reconcile settings (see tests/e2e/test_sqlite_embedded.py)."""
-    drill = Drill(tmp_path)
-    drill.env.pop("PANDASTACK_RECONCILE_INTERVAL")
-    try:
+    with drill_running(tmp_path, docker_engine, unset=("PANDASTACK_RECONCILE_INTERVAL",)) as drill:
         yield drill
-    finally:
-        try:
-            drill.stop_all()
-            HAProxyRouter(state_dir=drill.router_dir, http_port=drill.router_port).stop()
-        finally:
-            leftovers = remove_test_run(docker_engine.client, drill.run_id)
-            assert not leftovers, leftovers
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
