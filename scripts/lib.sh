@@ -364,7 +364,7 @@ ensure_docker() {
 # live-restore: containers keep running while dockerd itself stops and starts (an upgrade, a crash, a
 # restart), so the apps keep serving through the router meanwhile; without it every container stops
 # with the engine and the reconciler has to start them all again. Production engines should set it
-# too (docs/operations.md).
+# too (docs/outages.md).
 DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
 
 docker_live_restore_enabled() { [[ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" == true ]]; }

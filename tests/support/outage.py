@@ -31,7 +31,7 @@ from tests.support.database_fixtures import start_redis, stop_redis
 
 class RestartableRedis:
     """A redis-server of the test's own on a loopback port it keeps across restarts, with an append-only
-    file — as the platform's broker must run (docs/operations.md): what was queued survives a restart."""
+    file — as the platform's broker must run (docs/outages.md): what was queued survives a restart."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="pandastack-outage-redis-"))
